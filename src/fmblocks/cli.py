@@ -1,0 +1,40 @@
+"""`fmblocks <command>`: a thin dispatcher over library functions.
+
+Each command lives in `fmblocks.commands.<name>` and exposes `register(subparsers)`, which adds
+its parser and sets `func=` to a function of the parsed arguments returning an exit code.
+"""
+
+import argparse
+import importlib
+import sys
+
+from fmblocks.errors import FmblocksError
+
+COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mnist"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fmblocks", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"fmblocks.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"fmblocks.commands.{name}":
+                raise
+            continue  # command not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FmblocksError as err:
+        print(f"fmblocks {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
