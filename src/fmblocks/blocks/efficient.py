@@ -1,0 +1,1 @@
+"""Efficient attention (placeholder until step 3)."""

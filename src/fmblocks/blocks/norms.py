@@ -1,0 +1,78 @@
+"""Block 6 · normalisation layers: LayerNorm (Ba et al., 2016) and RMSNorm (Zhang & Sennrich, 2019).
+
+Both normalise each token vector x in R^D over its last dimension and rescale it with a learned gain:
+
+    LayerNorm(x) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias     (var is the biased variance)
+    RMSNorm(x)   = x / sqrt(mean(x^2) + eps) * weight
+
+RMSNorm drops the centring and the bias (used by Llama, T5). Input (..., D) -> output (..., D). The
+forward passes are written as the equations (the reference); tests check them against torch.nn.LayerNorm
+and torch.nn.RMSNorm. Statistics are computed in the input dtype.
+"""
+
+import torch
+from torch import nn
+
+from fmblocks.errors import ConfigError, ShapeError
+from fmblocks.registry import Registry
+
+NORMS: Registry[type[nn.Module]] = Registry("norm")
+
+
+def _check_dim(dim: int, eps: float) -> None:
+    if dim < 1:
+        raise ConfigError(f"norm dim must be a positive integer, got {dim}")
+    if eps <= 0:
+        raise ConfigError(f"norm eps must be > 0, got {eps}")
+
+
+def _check_input(x: torch.Tensor, dim: int) -> None:
+    if x.shape[-1:] != (dim,):
+        raise ShapeError(f"norm expected input (..., {dim}), got {tuple(x.shape)}")
+
+
+@NORMS.register("layer")
+class LayerNorm(nn.Module):
+    """y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias over the last dim; (..., D) -> (..., D)."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-5, bias: bool = True) -> None:
+        super().__init__()
+        _check_dim(dim, eps)
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.dim)
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1), biased
+        y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}"
+
+
+@NORMS.register("rms")
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the last dim; (..., D) -> (..., D)."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        _check_dim(dim, eps)
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.dim)
+        mean_square = x.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        return x * torch.rsqrt(mean_square + self.eps) * self.weight
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
+
+
+def build_norm(name: str, dim: int, *, eps: float | None = None) -> nn.Module:
+    """The norm registered as `name` ("layer" | "rms") over `dim`; `eps=None` keeps the class default."""
+    cls = NORMS.get(name)
+    return cls(dim) if eps is None else cls(dim, eps=eps)

@@ -1,0 +1,139 @@
+"""Block 2 · positional information: sinusoidal, learned, rotary (RoPE) and ALiBi.
+
+Attention is permutation-equivariant, so order must be injected. Two families:
+
+Additive (added to token embeddings, (..., D)), registered in `ADDITIVE_POSITIONS`:
+    sinusoidal (Vaswani et al., 2017):  PE[p, 2i] = sin(p / base^(2i/D)),  PE[p, 2i+1] = cos(p / base^(2i/D)).
+        PE[p + k] = M_k PE[p] for a fixed rotation M_k (block diagonal 2x2), so relative offsets are linear.
+    learned (GPT-2, BERT): one trained vector per position; positions >= max_len are refused.
+
+Inside attention (applied by MultiHeadAttention, see attention.py):
+    RoPE (Su et al., 2021): rotate q and k by position-dependent angles so that <R_m q, R_n k> depends on
+        n - m only. Rotate-half convention (as HF Llama): channel i pairs with channel i + Dh/2, pair i is
+        rotated by the angle m * theta_i, theta_i = base^(-2i/Dh), i = 0 .. Dh/2 - 1:
+            R_m x = x * cos(m theta) + rotate_half(x) * sin(m theta),  rotate_half([a, b]) = [-b, a].
+    ALiBi (Press et al., 2021): no embedding; an additive score bias -slope_h * |i - j| per head h, with
+        slopes 2^(-8h/H), h = 1..H for H a power of two (interleaved extension otherwise).
+
+POSITION_KINDS lists every `pos=` a model config may name; "rope" and "alibi" live inside attention.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from fmblocks.errors import ConfigError, ShapeError
+from fmblocks.registry import Registry
+
+ADDITIVE_POSITIONS: Registry[type[nn.Module]] = Registry("additive position embedding")
+POSITION_KINDS = ("learned", "sinusoidal", "rope", "alibi", "none")
+
+
+def _check_positions(positions: torch.Tensor, max_len: int) -> None:
+    if positions.dtype not in (torch.int32, torch.int64):
+        raise ShapeError(f"positions must be an integer tensor, got dtype {positions.dtype}")
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= max_len):
+        raise ShapeError(
+            f"positions must lie in [0, {max_len}) (max_len), got range "
+            f"[{int(positions.min())}, {int(positions.max())}]"
+        )
+
+
+def sinusoidal_table(n_positions: int, dim: int, *, base: float = 10000.0) -> torch.Tensor:
+    """(n_positions, dim) table: PE[p, 2i] = sin(p / base^(2i/dim)), PE[p, 2i+1] = cos(p / base^(2i/dim))."""
+    if dim < 2 or dim % 2:
+        raise ConfigError(f"sinusoidal dim must be a positive even number, got {dim}")
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim/2,)
+    angle = position * inv_freq  # (P, dim/2)
+    table = torch.stack([angle.sin(), angle.cos()], dim=-1)  # (P, dim/2, 2)
+    return table.reshape(n_positions, dim).float()  # (P, dim), sin/cos interleaved
+
+
+@ADDITIVE_POSITIONS.register("sinusoidal")
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal embeddings: positions (...) long -> (..., dim). No parameters (a non-saved buffer)."""
+
+    def __init__(self, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        _check_positions(positions, self.max_len)
+        return self.table[positions]
+
+
+@ADDITIVE_POSITIONS.register("learned")
+class LearnedPositions(nn.Module):
+    """One trained vector per position: positions (...) long -> (..., dim); ShapeError past max_len."""
+
+    def __init__(self, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.embedding = nn.Embedding(max_len, dim)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        _check_positions(positions, self.max_len)
+        return self.embedding(positions)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """[a, b] -> [-b, a] on the last dim split in halves; (..., Dh) -> (..., Dh)."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE: x (B, H, T, Dh), positions (T,) long -> x rotated pairwise by angles positions * theta.
+
+    theta_i = base^(-2i/Dh) for i < Dh/2; channel i and i + Dh/2 form pair i (rotate-half layout).
+    Norms are preserved and <R_m q, R_n k> depends only on n - m. The angles are computed in float32
+    from the positions each call, so any position is allowed.
+    """
+
+    def __init__(self, head_dim: int, *, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim < 2 or head_dim % 2:
+            raise ConfigError(f"RoPE head_dim must be a positive even number, got {head_dim}")
+        self.head_dim, self.base = head_dim, base
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.head_dim:
+            raise ShapeError(f"RoPE expected head dim {self.head_dim}, got input {tuple(x.shape)}")
+        if positions.dim() != 1 or positions.shape[0] != x.shape[-2]:
+            raise ShapeError(f"RoPE positions must be (T,) with T={x.shape[-2]}, got {tuple(positions.shape)}")
+        angle = positions.float()[:, None] * self.inv_freq  # (T, Dh/2)
+        angle = torch.cat([angle, angle], dim=-1)  # (T, Dh): pair i uses the same angle at i and i + Dh/2
+        return x * angle.cos().to(x.dtype) + rotate_half(x) * angle.sin().to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base}"
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """(H,) ALiBi slopes: 2^(-8h/H), h = 1..H for H a power of two.
+
+    Otherwise the slopes of the closest lower power of two n, followed by every other slope of 2n
+    (the paper's extension), so heads still span a geometric range.
+    """
+    if n_heads < 1:
+        raise ConfigError(f"ALiBi needs n_heads >= 1, got {n_heads}")
+
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    n = 2 ** math.floor(math.log2(n_heads))
+    slopes = geometric(n) + geometric(2 * n)[0::2][: n_heads - n]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(n_heads: int, t: int, s: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """(H, t, s) additive bias -slope_h * |i - j|, the t queries being the last t of s positions."""
+    query = torch.arange(s - t, s, device=device)[:, None]  # (t, 1) absolute query positions
+    key = torch.arange(s, device=device)[None, :]  # (1, s)
+    distance = (query - key).abs().float()  # (t, s)
+    return -alibi_slopes(n_heads).to(device)[:, None, None] * distance  # (H, t, s)
