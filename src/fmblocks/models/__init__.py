@@ -1,0 +1,32 @@
+"""Models assembled from the blocks by a ModelConfig: decoder (GPT, Llama), encoder (BERT, ESM),
+encoder-decoder (Transformer), ViT.
+
+    from fmblocks.models import build_model, preset
+    model = build_model(preset("gpt2-style", n_layers=2, d_model=64, n_heads=4, d_ff=256, max_len=64))
+    out = model(input_ids, targets)        # ModelOutput(logits, loss, intermediates)
+"""
+
+from torch import nn
+
+from fmblocks.models.config import PRESETS, ModelConfig, preset
+from fmblocks.models.decoder import Decoder
+from fmblocks.models.encoder import Encoder
+from fmblocks.models.encoder_decoder import EncoderDecoder
+from fmblocks.models.output import ModelOutput
+from fmblocks.models.vit import ViT
+from fmblocks.registry import Registry
+
+MODELS: Registry[type[nn.Module]] = Registry("model arch")
+MODELS.register("decoder")(Decoder)
+MODELS.register("encoder")(Encoder)
+MODELS.register("encoder-decoder")(EncoderDecoder)
+MODELS.register("vit")(ViT)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model of `config.arch`, built from the blocks the config names."""
+    return MODELS.get(config.arch)(config)
+
+
+__all__ = ["MODELS", "PRESETS", "Decoder", "Encoder", "EncoderDecoder", "ModelConfig", "ModelOutput", "ViT",
+           "build_model", "preset"]

@@ -1,0 +1,129 @@
+"""Autoregressive generation: pure logits filters composed in `generate()`, with a KV cache.
+
+Filters map logits (..., V) to logits of the same shape; a removed candidate gets -inf:
+  apply_temperature(l, T)  l / T; T = 0 keeps only the argmax (greedy decoding)
+  top_k_filter(l, k)       keeps exactly the k largest logits (ties broken by index)
+  top_p_filter(l, p)       nucleus: keeps the smallest set of most likely tokens whose mass is >= p
+`generate()` applies them in that order, samples from softmax(filtered logits) with an optional
+seeded `torch.Generator`, and feeds only the new token to the model when `use_cache` (the keys and
+values of earlier positions live in one KVCache per layer). A conditioning prefix (e.g. a class
+token) is simply the start of the prompt.
+
+Stop tokens: a sequence ends after it emits one of `stop_tokens`; its later positions hold
+`pad_token` (default: the first stop token); generation ends early once every sequence has stopped,
+so the result has T0 + n columns with n <= max_new_tokens.
+Limits: decoder models only (`model(input_ids, caches=..., only_last=True)` and `model.new_caches()`);
+prompt + new tokens must fit in the model's max_len (DataError otherwise); no beam search.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from fmblocks.errors import ConfigError, DataError, ShapeError
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature; temperature 0 keeps only the argmax (first one on ties)."""
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        best = logits.argmax(dim=-1, keepdim=True)
+        return torch.full_like(logits, float("-inf")).scatter(-1, best, logits.gather(-1, best))
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep exactly the k largest logits of the last dimension; the others become -inf."""
+    if k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {k}")
+    if k >= logits.shape[-1]:
+        return logits
+    keep = logits.topk(k, dim=-1).indices
+    return torch.full_like(logits, float("-inf")).scatter(-1, keep, logits.gather(-1, keep))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most probable tokens whose probability mass is >= p."""
+    if not 0.0 < p <= 1.0:
+        raise ConfigError(f"top_p must lie in (0, 1], got {p}")
+    ordered, order = logits.sort(dim=-1, descending=True, stable=True)
+    probs = ordered.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
+    drop_sorted = mass_before >= p  # the first token always stays (mass_before = 0 < p)
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def filter_logits(
+    logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
+    """Temperature, then top-k, then top-p."""
+    logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return logits
+
+
+def sample(logits: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id per row of (B, V) filtered logits, drawn from their softmax."""
+    probs = logits.float().softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop_tokens: Sequence[int] | None = None,
+    pad_token: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Extend `prompt` (B, T0) by up to `max_new_tokens` tokens -> (B, T0 + n).
+
+    With return_logits=True also returns the model's raw (unfiltered) next-token logits (B, n, V).
+    """
+    if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype != torch.long:
+        raise ShapeError(f"prompt must be a (B, T0) long tensor with T0 >= 1, got {tuple(prompt.shape)} {prompt.dtype}")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    max_len = model.config.max_len
+    if prompt.shape[1] + max_new_tokens > max_len:
+        raise DataError(
+            f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's max_len {max_len}")
+    stops = torch.tensor(list(stop_tokens or []), dtype=torch.long, device=prompt.device)
+    pad = pad_token if pad_token is not None else (int(stops[0]) if len(stops) else 0)
+
+    was_training = model.training
+    model.eval()
+    try:
+        caches = model.new_caches() if use_cache else None
+        tokens, step_input = prompt, prompt
+        done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
+        all_logits = []
+        for _ in range(max_new_tokens):
+            logits = model(step_input if use_cache else tokens, caches=caches, only_last=True).logits[:, -1]
+            all_logits.append(logits)
+            filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+            next_token = filtered.argmax(-1) if temperature == 0 else sample(filtered, generator=generator)
+            next_token = next_token.masked_fill(done, pad)
+            done = done | torch.isin(next_token, stops)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            step_input = next_token[:, None]
+            if done.all():
+                break
+    finally:
+        model.train(was_training)
+    if return_logits:
+        empty = prompt.new_zeros((prompt.shape[0], 0, 0), dtype=torch.float)
+        return tokens, torch.stack(all_logits, dim=1) if all_logits else empty
+    return tokens
