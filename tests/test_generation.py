@@ -1,0 +1,165 @@
+"""Logits filters and generate(): hand-worked filters, sort-based references, KV-cache parity, seeds."""
+
+import math
+
+import pytest
+import torch
+
+from fmblocks.errors import ConfigError, DataError
+from fmblocks.generation import apply_temperature, filter_logits, generate, top_k_filter, top_p_filter
+from fmblocks.models import build_model, preset
+
+INF = float("-inf")
+
+
+@pytest.fixture(scope="module")
+def decoder() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = preset("gpt2-style", vocab_size=50, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64)
+    return build_model(config).eval()
+
+
+# --- filters: hand-worked examples ---------------------------------------------------------------
+
+
+def test_temperature_hand_worked() -> None:
+    logits = torch.tensor([1.0, 3.0, 2.0, 3.0])
+    assert torch.equal(apply_temperature(logits, 2.0), torch.tensor([0.5, 1.5, 1.0, 1.5]))
+    # temperature 0: only the first argmax survives (greedy)
+    assert torch.equal(apply_temperature(logits, 0.0), torch.tensor([INF, 3.0, INF, INF]))
+
+
+def test_top_k_hand_worked() -> None:
+    logits = torch.tensor([0.1, 2.0, -1.0, 0.5])
+    assert torch.equal(top_k_filter(logits, 2), torch.tensor([INF, 2.0, INF, 0.5]))
+    assert torch.equal(top_k_filter(logits, 10), logits)
+
+
+def test_top_p_hand_worked() -> None:
+    logits = torch.tensor([0.5, 0.2, 0.2, 0.1]).log()  # probabilities 0.5, 0.2, 0.2, 0.1
+    kept = top_p_filter(logits, 0.6).isfinite()
+    assert kept.tolist() == [True, True, False, False]  # 0.5 < 0.6 <= 0.5 + 0.2
+    assert top_p_filter(logits, 0.5).isfinite().tolist() == [True, False, False, False]
+    assert top_p_filter(logits, 1.0).isfinite().all()
+
+
+def test_filters_refuse_bad_values() -> None:
+    logits = torch.zeros(5)
+    with pytest.raises(ConfigError, match="temperature"):
+        apply_temperature(logits, -1.0)
+    with pytest.raises(ConfigError, match="top_k"):
+        top_k_filter(logits, 0)
+    with pytest.raises(ConfigError, match="top_p"):
+        top_p_filter(logits, 0.0)
+
+
+# --- filters: properties against references --------------------------------------------------------
+
+
+def test_top_k_keeps_exactly_k_even_with_ties() -> None:
+    logits = torch.randint(0, 4, (64, 30)).float()  # many ties
+    for k in (1, 3, 7, 29):
+        kept = top_k_filter(logits, k).isfinite()
+        assert (kept.sum(-1) == k).all()
+        # every kept logit is >= every removed one
+        low_kept = logits.masked_fill(~kept, math.inf).min(-1).values
+        high_removed = logits.masked_fill(kept, -math.inf).max(-1).values
+        assert (low_kept >= high_removed).all()
+
+
+def reference_top_p(probs: list[float], p: float) -> set[int]:
+    """The smallest set with mass >= p: take tokens by decreasing probability until the mass reaches p."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    kept, mass = set(), 0.0
+    for i in order:
+        kept.add(i)
+        mass += probs[i]
+        if mass >= p:
+            break
+    return kept
+
+
+def test_top_p_matches_sort_based_reference() -> None:
+    logits = torch.randn(200, 40, dtype=torch.float64) * 2
+    for p in (0.1, 0.5, 0.9, 0.99):
+        kept = top_p_filter(logits, p).isfinite()
+        for row, mask in zip(logits.softmax(-1), kept):
+            expected = reference_top_p(row.tolist(), p)
+            assert set(torch.nonzero(mask).flatten().tolist()) == expected
+            assert row[mask].sum() >= p - 1e-12
+
+
+def test_filters_compose_in_order() -> None:
+    logits = torch.randn(8, 20)
+    expected = top_p_filter(top_k_filter(logits / 0.7, 5), 0.8)
+    assert torch.equal(filter_logits(logits, temperature=0.7, top_k=5, top_p=0.8), expected)
+
+
+# --- generate ------------------------------------------------------------------------------------------
+
+
+def test_kv_cache_gives_same_tokens_and_logits(decoder) -> None:
+    prompt = torch.randint(0, 50, (3, 5))
+    for options in ({"temperature": 0.0}, {"temperature": 0.9, "top_k": 10, "top_p": 0.9}):
+        runs = [
+            generate(decoder, prompt, 40, use_cache=cache, return_logits=True,
+                     generator=torch.Generator().manual_seed(1), **options)
+            for cache in (True, False)
+        ]
+        (tokens_cached, logits_cached), (tokens_full, logits_full) = runs
+        assert torch.equal(tokens_cached, tokens_full)
+        torch.testing.assert_close(logits_cached, logits_full, atol=1e-5, rtol=0)
+        assert tokens_cached.shape == (3, 45) and logits_cached.shape == (3, 40, 50)
+        assert torch.equal(tokens_cached[:, :5], prompt)
+
+
+def test_temperature_zero_is_argmax(decoder) -> None:
+    prompt = torch.randint(0, 50, (2, 4))
+    tokens, logits = generate(decoder, prompt, 10, temperature=0.0, return_logits=True)
+    assert torch.equal(tokens[:, 4:], logits.argmax(-1))
+
+
+def test_seeded_sampling_is_reproducible(decoder) -> None:
+    prompt = torch.randint(0, 50, (4, 3))
+    first = generate(decoder, prompt, 20, top_p=0.95, generator=torch.Generator().manual_seed(7))
+    again = generate(decoder, prompt, 20, top_p=0.95, generator=torch.Generator().manual_seed(7))
+    other = generate(decoder, prompt, 20, top_p=0.95, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_sampled_tokens_respect_top_k(decoder) -> None:
+    prompt = torch.randint(0, 50, (8, 3))
+    tokens, logits = generate(decoder, prompt, 15, top_k=3, return_logits=True,
+                              generator=torch.Generator().manual_seed(0))
+    top3 = logits.topk(3, dim=-1).indices  # (B, n, 3)
+    assert (top3 == tokens[:, 3:, None]).any(-1).all()
+
+
+def test_stop_tokens_end_each_sequence_and_pad(decoder) -> None:
+    prompt = torch.randint(0, 50, (6, 2))
+    free = generate(decoder, prompt, 30, generator=torch.Generator().manual_seed(3))
+    stop = int(free[0, 2 + 4])  # sequence 0 emits this token as its 5th new token
+    tokens = generate(decoder, prompt, 30, stop_tokens=[stop], pad_token=49,
+                      generator=torch.Generator().manual_seed(3))
+    for row_free, row in zip(free, tokens):
+        new_free, new = row_free[2:].tolist(), row[2:].tolist()
+        if stop in new_free:
+            end = new_free.index(stop) + 1
+            assert new[:end] == new_free[:end]
+            assert all(t == 49 for t in new[end:])
+        else:
+            assert new == new_free[: len(new)]
+    assert tokens.shape[1] <= free.shape[1]
+
+
+def test_prompt_plus_new_tokens_longer_than_context_is_refused(decoder) -> None:
+    with pytest.raises(DataError, match=r"prompt length 60 \+ max_new_tokens 10 exceeds the model's max_len 64"):
+        generate(decoder, torch.zeros(1, 60, dtype=torch.long), 10)
+
+
+def test_generate_restores_training_mode(decoder) -> None:
+    decoder.train()
+    generate(decoder, torch.zeros(1, 2, dtype=torch.long), 2)
+    assert decoder.training
+    decoder.eval()
