@@ -7,6 +7,7 @@ Fields (the names are the team contract):
   arch           "decoder" (GPT), "encoder" (BERT/ESM), "encoder-decoder" (Transformer), "vit"
   vocab_size, d_model, n_layers, n_heads, d_ff, max_len   sizes; max_len = longest sequence (ViT: patches + 1)
   pos            "learned" | "sinusoidal" (added to the embeddings) | "rope" | "alibi" (inside attention) | "none"
+                 With "sinusoidal" the token embeddings are scaled by sqrt(d_model), as in Vaswani et al.
   norm           "layer" | "rms";  norm_first: pre-norm (GPT-2, Llama) or post-norm (BERT, original Transformer)
                  Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings instead.
   ffn            "mlp" | "swiglu" | "geglu";  activation: "relu" | "gelu" | "gelu_tanh" | "silu" (for "mlp")

@@ -1,7 +1,9 @@
 """What every model shares: token embeddings, a stack of TransformerBlocks, the LM loss, weight init.
 
     x = Embeddings(config)(input_ids (B, T), positions (T,), token_type_ids) -> (B, T, D)
-        x = tok[ids] + pos[positions] (if pos is "learned" | "sinusoidal") + type[token_type_ids]
+        x = tok[ids] * s + pos[positions] (if pos is "learned" | "sinusoidal") + type[token_type_ids]
+        s = sqrt(D) with sinusoidal positions (Vaswani et al.: unit-amplitude positions must not drown
+        the token embeddings), else 1
         then LayerNorm/RMSNorm for post-norm configs (BERT normalises its embeddings), then dropout.
     x = BlockStack(config, n_layers)(x, mask=..., causal=..., positions=..., caches=..., record=dict)
         n TransformerBlocks built from the config's block names; "rope" and "alibi" are handed to
@@ -10,6 +12,8 @@
 With `record` (a dict), the stack appends per layer: "attention" (B, H, T, S), "mlp" (B, T, d_ff),
 "hidden" (B, T, D) (the block's output), and "cross_attention" (B, H, T, S_ctx) when present.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +52,7 @@ class Embeddings(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.scale = math.sqrt(config.d_model) if config.pos == "sinusoidal" else 1.0
         additive = config.pos in ADDITIVE_POSITIONS
         self.positions = ADDITIVE_POSITIONS.get(config.pos)(config.max_len, config.d_model) if additive else None
         self.token_types = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
@@ -57,7 +62,7 @@ class Embeddings(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = self.tokens(input_ids)  # (B, T, D)
+        x = self.tokens(input_ids) * self.scale  # (B, T, D)
         if self.positions is not None:
             x = x + self.positions(positions)  # (T, D) broadcast over B
         if self.token_types is not None:
