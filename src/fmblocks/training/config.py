@@ -1,0 +1,78 @@
+"""TrainConfig: every knob of a training run as one typed, JSON-serialisable dataclass.
+
+Batch arithmetic: one optimizer step consumes `batch_size * grad_accum` examples. `batch_size` is the
+*global* micro-batch: under torchrun each of the W processes takes `batch_size / W` of it, so a run
+gives the same updates whatever W is (W must divide `batch_size`).
+
+Learning rate: linear warmup over `warmup_steps`, then cosine decay from `lr` to `lr * min_lr_ratio`
+at `steps` (see `schedule.py`). `grad_clip <= 0` disables clipping; `eval_every = 0` evaluates only
+at the end; `eval_batches = 0` evaluates on the whole eval set; `checkpoint_every = 0` writes a
+checkpoint only at the end of `fit`.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from fmblocks.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run; see the module docstring for the batch and schedule semantics."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 20
+    checkpoint_every: int = 0
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]  (JSON gives a list)
+        positive = ("steps", "batch_size", "grad_accum", "log_every")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "eval_every", "eval_batches", "checkpoint_every", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.weight_decay < 0 or self.eps <= 0:
+            raise ConfigError("TrainConfig.weight_decay must be >= 0 and eps > 0")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
+            raise ConfigError(f"TrainConfig.device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready data."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from `to_dict()` output; unknown keys raise ConfigError naming the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigError(f"invalid TrainConfig: {err}") from None

@@ -1,0 +1,284 @@
+"""Trainer: AdamW + warmup/cosine, clipping, accumulation, evaluation, logs, checkpoints, exact resume, DDP.
+
+    trainer = Trainer(model, train_data, config=TrainConfig(steps=200), eval_data=..., out_dir="runs/x")
+    history = trainer.fit()               # rows of step, lr, train_loss, eval_loss, grad_norm, tokens_per_s
+
+The model is any `nn.Module` whose `forward(**batch)` returns an object with a scalar `.loss`, the
+mean over the batch's targets (entries of "targets"/"labels" other than -100, or its rows).
+
+One optimizer step: the global batch of `batch_size * grad_accum` examples is read from the seeded
+example stream (see `datasets.ExampleStream`); each of the W processes takes its 1/W slice of every
+micro-batch. A micro-batch with n targets out of N in the whole step contributes loss * n * W / N, so
+after DDP averages gradients over processes the update is the gradient of the mean loss over all N
+targets — the same update for any W and any split into micro-batches (up to float rounding).
+Gradients are clipped to global norm `grad_clip`, and AdamW decays only matrices (ndim >= 2; biases,
+norm gains and other vectors are not decayed).
+
+Exact resume: a checkpoint holds the weights, the optimizer state, the step, the data position and
+the torch RNG states; the learning rate and the data order are functions of the step and the seed,
+so a resumed run continues the interrupted one bit for bit on the same machine and process count.
+Only rank 0 writes files (checkpoint/ and log.csv at every checkpoint, loss.png at every periodic
+checkpoint and at the end, all under `out_dir`) and shows progress.
+"""
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from fmblocks.errors import CheckpointError, ConfigError, DataError
+from fmblocks.training import checkpoint as ckpt
+from fmblocks.training.config import TrainConfig
+from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, collate
+from fmblocks.training.distributed import all_sum, barrier, init_distributed
+from fmblocks.training.plots import plot_losses, write_csv
+from fmblocks.training.schedule import learning_rate
+
+Batch = dict[str, torch.Tensor]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with two groups: matrices (weight decay) and everything else (no decay)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+def count_targets(batch: Batch) -> int:
+    """Targets a batch's mean loss averages over: non-ignored "targets"/"labels", else its rows."""
+    for key in ("targets", "labels"):
+        if key in batch:
+            return int((batch[key] != IGNORE_INDEX).sum())
+    return len(next(iter(batch.values())))
+
+
+def count_tokens(batch: Batch) -> int:
+    """Tokens a batch feeds the model (real tokens of input_ids), else its rows (examples)."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    if "input_ids" in batch:
+        return batch["input_ids"].numel()
+    return len(next(iter(batch.values())))
+
+
+class Trainer:
+    """Trains `model` on `train_data`; see the module docstring for the step and the resume contract."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Any,
+        *,
+        config: TrainConfig,
+        eval_data: Any = None,
+        model_config: Any = None,
+        out_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config
+        self.dist = init_distributed(config.device)
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} must be divisible by the {self.dist.world_size} processes")
+        self.model = model.to(self.dist.device)
+        self.model_config = model_config if model_config is not None else getattr(model, "config", None)
+        for name, data in (("training", train_data), ("evaluation", eval_data)):
+            if data is not None:
+                self._check_data(name, data)
+        self.train_data, self.eval_data = train_data, eval_data
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.optimizer = build_optimizer(self.model, config)
+        self.network: nn.Module = self.model
+        if self.dist.world_size > 1:
+            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.step, self.position = 0, 0
+        self.history: list[dict[str, Any]] = []
+        self._pending: list[float] = []  # train losses since the last history row
+        self._stream = ExampleStream(len(train_data), config.seed)
+        self._data_epoch: int | None = None
+        self._resumed = False
+
+    def _check_data(self, name: str, data: Any) -> None:
+        if len(data) == 0:
+            raise DataError(f"the {name} dataset is empty")
+        context = getattr(self.model_config, "max_len", None)
+        length = getattr(data, "max_length", None)
+        if context and length and length > context:
+            raise DataError(f"the {name} dataset has sequences of {length} tokens, longer than the model's context of {context}")
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def save(self) -> Path | None:
+        """Write out_dir/checkpoint atomically, plus log.csv and loss.png (rank 0; no-op without out_dir)."""
+        path = None
+        if self.out_dir is not None and self.dist.is_main:
+            path = ckpt.save_checkpoint(
+                self.out_dir / ckpt.CHECKPOINT_DIR, model=self.model, optimizer=self.optimizer,
+                model_config=self.model_config, state=self._state(),
+            )
+            write_csv(self.history, self.out_dir / "log.csv")
+        barrier(self.dist)
+        return path
+
+    def plot(self) -> None:
+        """Write out_dir/loss.png from the history (rank 0; no-op without out_dir)."""
+        if self.out_dir is not None and self.dist.is_main:
+            plot_losses(self.history, self.out_dir / "loss.png")
+
+    def _state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state().tolist()}
+        if torch.cuda.is_available():
+            rng["cuda"] = [state.tolist() for state in torch.cuda.get_rng_state_all()]
+        return {
+            "step": self.step, "position": self.position, "rng": rng, "history": self.history,
+            "pending_losses": self._pending, "train_config": self.config.to_dict(),
+            "world_size": self.dist.world_size,
+        }
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Continue from a checkpoint (default: out_dir/checkpoint): weights, optimizer, step, data, RNG."""
+        if path is None and self.out_dir is None:
+            raise CheckpointError("resume() needs a checkpoint path or a Trainer with out_dir")
+        directory = ckpt.resolve_checkpoint(path if path is not None else self.out_dir)
+        files = [ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE]
+        ckpt.require_files(directory, files + ([ckpt.CONFIG_FILE] if self.model_config is not None else []))
+        if self.model_config is not None:
+            self._check_config(directory)
+        state = ckpt.read_state(directory)
+        ckpt.load_weights(self.model, directory)
+        ckpt.load_optimizer(self.optimizer, directory)
+        try:
+            self.step, self.position = int(state["step"]), int(state["position"])
+            self.history, self._pending = list(state["history"]), list(state["pending_losses"])
+            torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+            if torch.cuda.is_available() and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["rng"]["cuda"]])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ckpt.CorruptCheckpointError(f"{directory / ckpt.STATE_FILE}: malformed trainer state ({err!r})") from None
+        self._resumed = True
+
+    def _check_config(self, directory: Path) -> None:
+        saved = type(self.model_config).load(directory / ckpt.CONFIG_FILE).to_dict()
+        ours = self.model_config.to_dict()
+        differences = [f"{key}: checkpoint {saved.get(key)!r}, model {ours.get(key)!r}"
+                       for key in sorted(set(saved) | set(ours)) if saved.get(key) != ours.get(key)]
+        if differences:
+            raise CheckpointError(f"{directory} was trained with another model config: {'; '.join(differences)}")
+
+    # ---- training ----------------------------------------------------------------------------------
+    def fit(self, *, stop_at: int | None = None) -> list[dict[str, Any]]:
+        """Train to `config.steps` (or stop, checkpointed, after step `stop_at`); return the history rows."""
+        config = self.config
+        end = min(stop_at, config.steps) if stop_at is not None else config.steps
+        if self.step == 0 and not self._resumed:
+            torch.manual_seed(config.seed)
+        bar = tqdm(total=config.steps, initial=self.step, desc="train", unit="step",
+                   disable=not (config.progress and self.dist.is_main), dynamic_ncols=True)
+        tokens, started = 0, time.perf_counter()
+        saved_at = None
+        while self.step < end:
+            lr = learning_rate(self.step, lr=config.lr, warmup_steps=config.warmup_steps,
+                               total_steps=config.steps, min_lr_ratio=config.min_lr_ratio)
+            loss, grad_norm, step_tokens = self._train_step(lr)
+            self.step += 1
+            tokens += step_tokens
+            self._pending.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            evaluate = self.eval_data is not None and (
+                (config.eval_every and self.step % config.eval_every == 0) or self.step == config.steps)
+            if evaluate or self.step % config.log_every == 0 or self.step == config.steps:
+                elapsed = time.perf_counter() - started
+                self.history.append({
+                    "step": self.step, "lr": lr, "train_loss": sum(self._pending) / len(self._pending),
+                    "eval_loss": self.evaluate() if evaluate else None, "grad_norm": grad_norm,
+                    "tokens_per_s": tokens / elapsed if elapsed > 0 else None,
+                })
+                self._pending, tokens, started = [], 0, time.perf_counter()
+                if evaluate:
+                    bar.write(f"step {self.step}: eval loss {self.history[-1]['eval_loss']:.4f}")
+            if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                self.save()
+                self.plot()
+                saved_at = self.step
+        bar.close()
+        if saved_at != self.step:
+            self.save()
+            self.plot()
+        return self.history
+
+    def _train_step(self, lr: float) -> tuple[float, float, int]:
+        """One optimizer step at rate `lr`; returns (mean loss over the global batch, grad norm, global tokens)."""
+        config, world = self.config, self.dist.world_size
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = [self._local_batch(self.position + m * config.batch_size) for m in range(config.grad_accum)]
+        self.position += config.grad_accum * config.batch_size
+        counts = [count_targets(batch) for batch in batches]
+        if 0 in counts:
+            raise DataError("a batch has no targets (every target is -100); the mean loss would be undefined")
+        device = self.dist.device
+        total = all_sum(torch.tensor([float(sum(counts))], dtype=torch.float64, device=device), self.dist).item()
+        self.network.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for m, batch in enumerate(batches):
+            last = m == len(batches) - 1
+            with nullcontext() if last or world == 1 else self.network.no_sync():
+                loss = self.network(**batch).loss
+                (loss * (counts[m] * world / total)).backward()
+            loss_sum += loss.detach().double() * counts[m]
+        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = torch.stack([loss_sum, torch.tensor(float(sum(map(count_tokens, batches))), dtype=torch.float64, device=device)])
+        sums = all_sum(sums, self.dist)
+        return sums[0].item() / total, grad_norm.item(), int(sums[1].item())
+
+    def _local_batch(self, start: int) -> Batch:
+        """This process's slice of the global micro-batch at stream positions start .. start + batch_size."""
+        share = self.config.batch_size // self.dist.world_size
+        first = start + self.dist.rank * share
+        examples = []
+        for position in range(first, first + share):
+            epoch, index = self._stream.at(position)
+            if epoch != self._data_epoch and hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(epoch)
+            self._data_epoch = epoch
+            examples.append(self.train_data[index])
+        return self._to_device(getattr(self.train_data, "collate", collate)(examples))
+
+    def _to_device(self, batch: Batch) -> Batch:
+        return {key: value.to(self.dist.device, non_blocking=True) for key, value in batch.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over the eval set's first `eval_batches` batches (all when 0), in order, across processes."""
+        data, size = self.eval_data, self.config.batch_size
+        if data is None:
+            raise DataError("evaluate() needs eval_data")
+        n_batches = math.ceil(len(data) / size)
+        if self.config.eval_batches:
+            n_batches = min(n_batches, self.config.eval_batches)
+        was_training = self.model.training
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.dist.device)  # (loss * targets, targets)
+        for b in range(n_batches):
+            low, high = b * size, min(len(data), (b + 1) * size)
+            share = math.ceil((high - low) / self.dist.world_size)
+            mine = range(low + self.dist.rank * share, min(high, low + (self.dist.rank + 1) * share))
+            if len(mine):
+                batch = self._to_device(getattr(data, "collate", collate)([data[i] for i in mine]))
+                count = count_targets(batch)
+                if count:
+                    sums += torch.stack([self.model(**batch).loss.double() * count, torch.tensor(float(count), dtype=torch.float64, device=self.dist.device)])
+        self.model.train(was_training)
+        sums = all_sum(sums, self.dist)
+        return (sums[0] / sums[1]).item()
