@@ -121,7 +121,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise ShapeError(f"mask must be bool (True = attend) or float (additive), got dtype {mask.dtype}")
     try:
-        ok = mask.dim() <= 4 and torch.broadcast_shapes(mask.shape, expected) == expected
+        ok = 1 <= mask.dim() <= 4 and torch.broadcast_shapes(mask.shape, expected) == expected
     except RuntimeError:
         ok = False
     if not ok:

@@ -1,1 +1,297 @@
-"""Efficient attention (placeholder until step 3)."""
+"""Block 4 · efficient attention and a long-convolution token mixer.
+
+Exact attention softmax(q k^T * scale + M) v costs O(T S) time and, written out, O(T S) memory.
+This module trades memory or exactness for length; every method has a plain reference it is tested against.
+
+chunked_attention (exact; "flash"-style, Dao et al., 2022; Rabe & Staats, 2021)
+    Queries and keys are taken in blocks of `block_size`. Per query block a running row maximum m, a
+    running normaliser l and an accumulator a are updated over key blocks (online softmax):
+        m' = max(m, rowmax(s)),  p = exp(s - m'),  l' = l e^(m - m') + rowsum(p),  a' = a e^(m - m') + p v
+    and out = a / l. Forward memory is O(T * block_size) instead of O(T * S); causal skips key blocks
+    that lie wholly in the future. Equals the dense result (fully masked rows -> zeros). Limits: plain
+    PyTorch loops, so autograd keeps every block (training memory is not reduced) and the speed is far
+    from a fused kernel.
+sparse_attention (exact on a sparse pattern; Longformer / BigBird style, Beltagy et al., 2020)
+    Query i may see key j when |i - j| <= window, or either is one of the first `n_global` (global)
+    positions; combined with any mask and `causal`. Cost O(T (window + n_global)). Equals dense
+    attention under `sparse_mask(...)`.
+linear_attention (approximate softmax by a kernel; Katharopoulos et al., 2020)
+    sim(q, k) = phi(q)^T phi(k) with phi(x) = elu(x) + 1 > 0, so
+        out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / phi(q_i)^T (sum_j phi(k_j))
+    in O(T Dh Dv); the causal version takes the sums as cumulative sums over keys. Only boolean
+    key-padding masks (..., 1, S) apply; `scale` and `dropout_p` are not used (the kernel has neither).
+    Equals `linear_attention_math`, the same kernel formula written as a (T, S) matrix.
+LongConvolution (attention-free token mixer for DNA-length input; Hyena / HyenaDNA style, Poli et al., 2023)
+    y[t, c] = sum_{tau=0..t} h[c, tau] x[t - tau, c] with a learned kernel h (D, max_len), computed by FFT
+    in O(T log T) (`fft_causal_conv`); equals a direct grouped conv1d (`causal_conv_direct`, O(T^2)).
+
+"chunked", "sparse" and "linear" are registered in ATTENTION_CORES, so MultiHeadAttention(core="chunked")
+and TransformerBlock(attention="chunked") use them.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmblocks.blocks.attention import ATTENTION_CORES, attention_math, check_inputs, combine_masks
+from fmblocks.errors import ConfigError, ShapeError
+
+
+def _mask_part(mask: torch.Tensor | None, rows: slice, cols: slice | torch.Tensor) -> torch.Tensor | None:
+    """The (rows, cols) part of a mask broadcastable to (B, H, T, S); broadcast (size-1) dims stay as they are."""
+    if mask is None:
+        return None
+    if mask.dim() >= 2 and mask.shape[-2] > 1:
+        mask = mask[..., rows, :]  # (..., t_block, S)
+    if mask.shape[-1] > 1:
+        mask = mask[..., cols] if isinstance(cols, slice) else mask.index_select(-1, cols)  # (..., s_block)
+    return mask
+
+
+# --- chunked (flash-style) exact attention --------------------------------------------------------------
+
+
+@ATTENTION_CORES.register("chunked")
+def chunked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    block_size: int = 256,
+) -> torch.Tensor:
+    """Exact attention (B, H, T, Dv) by online softmax over key blocks; forward memory O(T * block_size)."""
+    check_inputs(q, k, v, mask)
+    t, s = q.shape[-2], k.shape[-2]
+    offset = s - t  # query i sits at absolute position i + offset
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    outputs = []
+    for q0 in range(0, t, block_size):
+        q1 = min(q0 + block_size, t)
+        qb = q[:, :, q0:q1] * scale  # (B, H, tq, Dh)
+        m = qb.new_full((*qb.shape[:-1], 1), float("-inf"))  # running row max (B, H, tq, 1)
+        l = qb.new_zeros(m.shape)  # running normaliser  # noqa: E741
+        acc = qb.new_zeros(*qb.shape[:-1], v.shape[-1])  # running numerator (B, H, tq, Dv)
+        k_end = min(s, q1 + offset) if causal else s  # later keys are in every query's future
+        for k0 in range(0, k_end, block_size):
+            k1 = min(k0 + block_size, k_end)
+            scores = qb @ k[:, :, k0:k1].transpose(-2, -1)  # (B, H, tq, tk)
+            block_mask = _mask_part(mask, slice(q0, q1), slice(k0, k1))
+            if causal:
+                query_pos = torch.arange(q0 + offset, q1 + offset, device=q.device)[:, None]
+                block_mask = combine_masks(block_mask, torch.arange(k0, k1, device=q.device) <= query_pos)
+            if block_mask is not None:
+                if block_mask.dtype == torch.bool:
+                    scores = scores.masked_fill(~block_mask, float("-inf"))
+                else:
+                    scores = scores + block_mask.to(scores.dtype)
+            m_new = torch.maximum(m, scores.amax(dim=-1, keepdim=True))
+            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0)  # rows with no visible key yet
+            p = torch.exp(scores - m_safe)  # (B, H, tq, tk), 0 where blocked
+            correction = torch.exp(m - m_safe)
+            l = l * correction + p.sum(dim=-1, keepdim=True)  # noqa: E741
+            p_drop = F.dropout(p, dropout_p) if dropout_p > 0 else p
+            acc = acc * correction + p_drop @ v[:, :, k0:k1]
+            m = m_new
+        outputs.append(acc / l.masked_fill(l == 0, 1.0))  # l = 0 only for fully masked rows (acc = 0)
+    return torch.cat(outputs, dim=-2)  # (B, H, T, Dv)
+
+
+# --- sparse (local window + global tokens) attention ---------------------------------------------------
+
+
+def _sparse_pattern(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int, n_global: int) -> torch.Tensor:
+    """(tq, tk) bool: |i - j| <= window, or i or j among the first n_global positions."""
+    local = (query_pos[:, None] - key_pos[None, :]).abs() <= window
+    return local | (key_pos[None, :] < n_global) | (query_pos[:, None] < n_global)
+
+
+def sparse_mask(
+    t: int, s: int | None = None, *, window: int, n_global: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """(t, s) bool local-window + global pattern, queries being the last t of s positions."""
+    s = t if s is None else s
+    return _sparse_pattern(
+        torch.arange(s - t, s, device=device), torch.arange(s, device=device), window, n_global
+    )
+
+
+@ATTENTION_CORES.register("sparse")
+def sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    window: int = 64,
+    n_global: int = 1,
+    block_size: int = 64,
+) -> torch.Tensor:
+    """Attention restricted to sparse_mask(window, n_global) (AND mask, causal); (B, H, T, Dv).
+
+    Each query block gathers only the keys it can see (its window and the global keys), so time and
+    memory are O(T (block_size + 2 window + n_global)); blocks holding a global query see every key.
+    """
+    check_inputs(q, k, v, mask)
+    if window < 0 or n_global < 0:
+        raise ConfigError(f"sparse attention needs window >= 0 and n_global >= 0, got {window}, {n_global}")
+    t, s = q.shape[-2], k.shape[-2]
+    offset = s - t
+    outputs = []
+    for q0 in range(0, t, block_size):
+        q1 = min(q0 + block_size, t)
+        first, last = q0 + offset, q1 - 1 + offset  # absolute positions of the block's queries
+        if first < n_global:
+            keys = torch.arange(last + 1 if causal else s, device=q.device)  # a global query sees every key
+        else:
+            lo, hi = max(0, first - window), min(s, (last + 1) if causal else (last + window + 1))
+            keys = torch.cat([torch.arange(min(n_global, lo)), torch.arange(lo, hi)]).to(q.device)
+        query_pos = torch.arange(first, last + 1, device=q.device)
+        pattern = _sparse_pattern(query_pos, keys, window, n_global)  # (tq, tk)
+        if causal:
+            pattern = pattern & (keys[None, :] <= query_pos[:, None])
+        block_mask = combine_masks(pattern, _mask_part(mask, slice(q0, q1), keys))
+        k_part, v_part = k.index_select(-2, keys), v.index_select(-2, keys)  # (B, H, tk, D)
+        outputs.append(attention_math(q[:, :, q0:q1], k_part, v_part, block_mask, scale=scale, dropout_p=dropout_p))
+    return torch.cat(outputs, dim=-2)  # (B, H, T, Dv)
+
+
+# --- linear (kernel) attention ------------------------------------------------------------------------------
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = elu(x) + 1, a positive feature map."""
+    return F.elu(x) + 1.0
+
+
+def _key_keep(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A boolean key-padding mask as floats (..., S, 1) for linear attention; ConfigError for other masks."""
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool or (mask.dim() >= 2 and mask.shape[-2] != 1):
+        raise ConfigError(
+            "linear attention supports only a boolean key-padding mask (B, 1, 1, S) (plus causal=True); "
+            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}"
+        )
+    return mask.to(torch.float32).transpose(-2, -1) if mask.dim() >= 2 else mask[:, None].float()
+
+
+def _visible_prefix(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Rows of cumulative key sums x (B, H, S, ...) seen by the t queries (last t of S): (B, H, t, ...)."""
+    s = x.shape[2]
+    index = torch.arange(s - t, s, device=x.device)  # key index of each query's last visible key
+    picked = x.index_select(2, index.clamp_min(0))
+    hidden = (index < 0).view(1, 1, t, *[1] * (x.dim() - 3))  # queries placed before the first key
+    return picked.masked_fill(hidden, 0.0)
+
+
+@ATTENTION_CORES.register("linear")
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Kernel attention with phi = elu + 1 in O(T Dh Dv); (B, H, T, Dv). `scale`, `dropout_p` unused."""
+    check_inputs(q, k, v, mask)
+    keep = _key_keep(mask)
+    phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)  # (B, H, T, Dh), (B, H, S, Dh)
+    if keep is not None:
+        phi_k = phi_k * keep.to(phi_k.dtype)  # padded keys contribute nothing
+    if causal:
+        kv = torch.cumsum(phi_k[..., :, None] * v[..., None, :], dim=2)  # (B, H, S, Dh, Dv)
+        z = torch.cumsum(phi_k, dim=2)  # (B, H, S, Dh)
+        kv, z = _visible_prefix(kv, q.shape[2]), _visible_prefix(z, q.shape[2])  # (B, H, T, ...)
+        numerator = torch.einsum("bhtd,bhtde->bhte", phi_q, kv)  # (B, H, T, Dv)
+        denominator = (phi_q * z).sum(dim=-1, keepdim=True)  # (B, H, T, 1)
+    else:
+        kv = phi_k.transpose(-2, -1) @ v  # (B, H, Dh, Dv)
+        numerator = phi_q @ kv  # (B, H, T, Dv)
+        denominator = phi_q @ phi_k.sum(dim=2)[..., None]  # (B, H, T, 1)
+    return numerator / denominator.masked_fill(denominator == 0, 1.0)  # 0 only when no key is visible
+
+
+def linear_attention_math(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *, causal: bool = False
+) -> torch.Tensor:
+    """Reference: w = phi(q) phi(k)^T (B, H, T, S), masked, out = w v / rowsum(w)."""
+    check_inputs(q, k, v, mask)
+    keep = _key_keep(mask)
+    weights = elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)  # (B, H, T, S)
+    if keep is not None:
+        weights = weights * keep.transpose(-2, -1).to(weights.dtype)
+    if causal:
+        t, s = q.shape[-2], k.shape[-2]
+        weights = weights * torch.ones(t, s, device=q.device).tril(s - t)
+    total = weights.sum(dim=-1, keepdim=True)
+    return weights @ v / total.masked_fill(total == 0, 1.0)
+
+
+# --- long convolution token mixer ------------------------------------------------------------------------
+
+
+def _check_conv(x: torch.Tensor, kernel: torch.Tensor) -> None:
+    if x.dim() != 3 or kernel.dim() != 2 or x.shape[-1] != kernel.shape[0]:
+        raise ShapeError(
+            f"causal convolution expects x (B, T, D) and kernel (D, L); got x {tuple(x.shape)}, "
+            f"kernel {tuple(kernel.shape)}"
+        )
+
+
+def fft_causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """y[:, t, c] = sum_{tau <= t} kernel[c, tau] x[:, t - tau, c] by FFT, O(T log T); (B, T, D) -> (B, T, D)."""
+    _check_conv(x, kernel)
+    t = x.shape[1]
+    kernel = kernel[:, :t]  # taps beyond T never reach an output
+    n = 1 << (t + kernel.shape[1] - 1).bit_length()  # FFT size >= full linear convolution length
+    dtype = torch.promote_types(x.dtype, torch.float32)  # no FFTs in half precision
+    x_f = torch.fft.rfft(x.transpose(1, 2).to(dtype), n=n)  # (B, D, n/2 + 1)
+    k_f = torch.fft.rfft(kernel.to(dtype), n=n)  # (D, n/2 + 1)
+    y = torch.fft.irfft(x_f * k_f, n=n)[..., :t]  # (B, D, T): the causal part of the linear convolution
+    return y.transpose(1, 2).to(x.dtype)  # (B, T, D)
+
+
+def causal_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Reference: the same causal convolution as a depthwise conv1d over left-padded input, O(T L)."""
+    _check_conv(x, kernel)
+    length = kernel.shape[1]
+    padded = F.pad(x.transpose(1, 2), (length - 1, 0))  # (B, D, L - 1 + T)
+    weight = kernel.flip(-1)[:, None, :]  # (D, 1, L): conv1d correlates, so flip to convolve
+    return F.conv1d(padded, weight, groups=x.shape[-1]).transpose(1, 2)  # (B, T, D)
+
+
+class LongConvolution(nn.Module):
+    """Causal long convolution token mixer y = h * x per channel, by FFT; (B, T, D) -> (B, T, D), T <= max_len.
+
+    The kernel h (D, max_len) is learned; it starts as noise under exponential decays whose rates are
+    log-spaced across channels (from ~1/max_len to 1), so channels begin with memories of many lengths.
+    """
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        if d_model < 1 or max_len < 1:
+            raise ConfigError(f"LongConvolution needs positive d_model and max_len, got {d_model}, {max_len}")
+        self.d_model, self.max_len = d_model, max_len
+        rates = torch.logspace(-math.log10(max_len), 0.0, d_model)[:, None]  # (D, 1)
+        decay = torch.exp(-rates * torch.arange(max_len))  # (D, L)
+        self.kernel = nn.Parameter(torch.randn(d_model, max_len) * decay * rates.sqrt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] > self.max_len:
+            raise ShapeError(f"LongConvolution expects x (B, T <= {self.max_len}, {self.d_model}), got {tuple(x.shape)}")
+        return fft_causal_conv(x, self.kernel)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}"
