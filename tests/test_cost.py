@@ -59,7 +59,8 @@ def test_hand_worked_tiny_block() -> None:
         "attn": (0, 144), "attn.o_proj": (20, 96), "norm2": (8, 0), "ffn.fc_in": (40, 192), "ffn.fc_out": (36, 192),
     }
     total = component(block_table(BlockSpec(4, 2, 8), 3).rows, "total")
-    assert (total.params_formula, total.params_measured, total.flops_formula, total.flops_measured) == (172, 172, 912, 912)
+    assert (total.params_formula, total.params_measured) == (172, 172)
+    assert (total.flops_formula, total.flops_measured) == (912, 912)
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4, 8, 16])

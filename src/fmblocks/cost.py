@@ -44,13 +44,15 @@ counted; measuring runs the model once on the CPU in float32 (seconds for a GPT-
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fmblocks.blocks.block import TransformerBlock
 from fmblocks.errors import ConfigError
+from fmblocks.models import ModelConfig, build_model
 
 GATED_FEEDFORWARDS = ("swiglu", "geglu")
 FEEDFORWARD_KINDS = ("mlp", *GATED_FEEDFORWARDS)
@@ -127,7 +129,8 @@ def linear_cost(
     """
     i, o, n = (s or str(v) for s, v in zip(symbols, (d_in, d_out, n_tokens)))
     params_expr = f"{i}·{o}" + (f" + {o}" if bias else "")
-    return Cost(name, d_in * d_out + (d_out if bias else 0), 2 * n_tokens * d_in * d_out, params_expr, f"2·{n}·{i}·{o}")
+    params = d_in * d_out + (d_out if bias else 0)
+    return Cost(name, params, 2 * n_tokens * d_in * d_out, params_expr, f"2·{n}·{i}·{o}")
 
 
 def norm_cost(name: str, kind: str, dim: int) -> Cost:
@@ -226,7 +229,9 @@ def embedding_cost(name: str, rows: int, dim: int, symbol: str) -> Cost:
     return Cost(name, rows * dim, 0, f"{symbol}·d", "0")
 
 
-def model_costs(config, seq_len: int | None = None, *, batch: int = 1, context_len: int | None = None) -> list[Cost]:
+def model_costs(
+    config: ModelConfig, seq_len: int | None = None, *, batch: int = 1, context_len: int | None = None
+) -> list[Cost]:
     """Every component of the model a ModelConfig builds, named by module path; T = seq_len (max_len).
 
     For "encoder-decoder" the decoder reads T = seq_len tokens and the encoder S = context_len (T).
@@ -249,18 +254,12 @@ def model_costs(config, seq_len: int | None = None, *, batch: int = 1, context_l
     if not config.norm_first:  # post-norm models normalise the embeddings
         costs.append(norm_cost("norm" if config.arch == "vit" else "embed.norm", config.norm, d))
 
-    stacks = {"decoder": ["stack"], "encoder": ["stack"], "vit": ["stack"], "encoder-decoder": ["encoder", "decoder"]}
-    for stack in stacks[config.arch]:
-        if stack == "decoder":
-            block = block_costs(BlockSpec(**{**spec.__dict__, "cross_attention": True}), t, batch=batch,
-                                context_len=s)
-            costs += repeated(block, f"{stack}.layers", config.decoder_layers, "Ld")
-        else:
-            source = stack == "encoder"
-            block = block_costs(spec, s if source else t, batch=batch, length="S" if source else "T")
-            costs += repeated(block, f"{stack}.layers", config.n_layers)
-        if config.norm_first:
-            costs.append(norm_cost(f"{stack}.final_norm", config.norm, d))
+    if config.arch == "encoder-decoder":  # the encoder reads S source tokens; the decoder cross-attends to them
+        costs += _stack_costs("encoder", config, block_costs(spec, s, batch=batch, length="S"), config.n_layers, "L")
+        decoder = block_costs(replace(spec, cross_attention=True), t, batch=batch, context_len=s)
+        costs += _stack_costs("decoder", config, decoder, config.decoder_layers, "Ld")
+    else:
+        costs += _stack_costs("stack", config, block_costs(spec, t, batch=batch), config.n_layers, "L")
 
     tied = config.tie_embeddings
     if config.arch == "vit":
@@ -274,6 +273,14 @@ def model_costs(config, seq_len: int | None = None, *, batch: int = 1, context_l
     return costs
 
 
+def _stack_costs(name: str, config: ModelConfig, block: list[Cost], n_layers: int, symbol: str) -> list[Cost]:
+    """A BlockStack: n_layers copies of `block`, then the final norm of pre-norm stacks."""
+    costs = repeated(block, f"{name}.layers", n_layers, symbol)
+    if config.norm_first:
+        costs.append(norm_cost(f"{name}.final_norm", config.norm, config.d_model))
+    return costs
+
+
 def _head_cost(name: str, d: int, vocab: int, n_tokens: int, *, bias: bool, tied: bool) -> Cost:
     """Output projection to the vocabulary; a tied weight is the token embedding, counted there."""
     head = linear_cost(name, d, vocab, n_tokens, bias=bias, symbols=("d", "V", "BT"))
@@ -282,19 +289,19 @@ def _head_cost(name: str, d: int, vocab: int, n_tokens: int, *, bias: bool, tied
     return Cost(name, vocab if bias else 0, head.flops, "V (weight tied)" if bias else "0 (tied)", head.flops_expr)
 
 
-def _position_costs(name: str, config, n_positions: int, symbol: str) -> list[Cost]:
+def _position_costs(name: str, config: ModelConfig, n_positions: int, symbol: str) -> list[Cost]:
     """Learned positions own a table; sinusoidal is a buffer, rope/alibi/none live in attention: 0."""
     if config.pos != "learned":
         return []
     return [embedding_cost(f"{name}.embedding", n_positions, config.d_model, symbol)]
 
 
-def _block_spec(config) -> BlockSpec:
+def _block_spec(config: ModelConfig) -> BlockSpec:
     return BlockSpec(config.d_model, config.n_heads, config.d_ff, n_kv_heads=config.n_kv_heads, ffn=config.ffn,
                      norm=config.norm, bias=config.bias)
 
 
-def _model_lengths(config, seq_len: int | None, context_len: int | None) -> tuple[int, int]:
+def _model_lengths(config: ModelConfig, seq_len: int | None, context_len: int | None) -> tuple[int, int]:
     """(T, S): query length and encoder/context length of a model's forward pass."""
     if config.arch == "vit":
         n = config.n_patches + 1
@@ -382,8 +389,6 @@ def block_table(
     costs = block_costs(spec, seq_len, batch=batch, context_len=context_len)
     found = None
     if measured:
-        from fmblocks.blocks.block import TransformerBlock
-
         block = TransformerBlock(spec.d_model, spec.n_heads, spec.d_ff, norm=spec.norm, ffn=spec.ffn,
                                  cross_attention=spec.cross_attention, d_context=spec.d_context, bias=spec.bias,
                                  n_kv_heads=spec.n_kv_heads, attention=MEASURE_CORE)
@@ -401,15 +406,18 @@ def block_table(
 
 
 def model_table(
-    config, seq_len: int | None = None, *, batch: int = 1, context_len: int | None = None, measured: bool = True
+    config: ModelConfig,
+    seq_len: int | None = None,
+    *,
+    batch: int = 1,
+    context_len: int | None = None,
+    measured: bool = True,
 ) -> CostTable:
     """The cost table of the model a ModelConfig builds (measured=False: formula only)."""
     costs = model_costs(config, seq_len, batch=batch, context_len=context_len)
     t, s = _model_lengths(config, seq_len, context_len)
     found = None
     if measured:
-        from fmblocks.models import build_model
-
         model = build_model(config.replace(attention=MEASURE_CORE, dropout=0.0))
         found = measure(model, **_dummy_batch(config, batch, t, s))
     symbols = {"B": batch, "T": t, "d": config.d_model, "h": config.n_heads, "g": config.n_kv_heads or config.n_heads,
@@ -425,12 +433,12 @@ def model_table(
     return CostTable(f"{config.arch} model, {_describe(config)}", merge(costs, found), symbols)
 
 
-def _describe(config) -> str:
+def _describe(config: ModelConfig) -> str:
     return (f"{config.n_layers} layers, pos={config.pos}, {config.norm} norm, ffn={config.ffn}, bias={config.bias}, "
             f"tied={config.tie_embeddings}")
 
 
-def _dummy_batch(config, batch: int, t: int, s: int) -> dict[str, torch.Tensor]:
+def _dummy_batch(config: ModelConfig, batch: int, t: int, s: int) -> dict[str, torch.Tensor]:
     """Inputs of the right shapes for one forward pass of the model (token 0 everywhere)."""
     if config.arch == "vit":
         return {"images": torch.zeros(batch, config.channels, config.image_size, config.image_size)}
@@ -474,8 +482,8 @@ def render(table: CostTable) -> str:
     text.insert(1, "-" * max(len(t) for t in text))
     text.insert(-1, text[1])
     legend = "  ".join(f"{k}={v}" for k, v in table.symbols.items())
-    return "\n".join([table.title, legend, "", *text, "",
-                      "FLOPs: forward pass, matrix products only (2·m·n·k), as torch.utils.flop_counter counts them"])
+    note = "FLOPs: forward pass, matrix products only (2·m·n·k), as torch.utils.flop_counter counts them"
+    return "\n".join([table.title, legend, "", *text, "", note])
 
 
 def _number(value: int | None) -> str:

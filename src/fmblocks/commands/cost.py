@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fmblocks.cost import FEEDFORWARD_KINDS, NORM_KINDS, BlockSpec, block_table, model_table, render
 from fmblocks.errors import ConfigError
+from fmblocks.models import ModelConfig, preset
 
 # block flag -> ModelConfig field it overrides in --preset / --config mode
 OVERRIDES = {"d_model": "d_model", "heads": "n_heads", "kv_heads": "n_kv_heads", "d_ff": "d_ff", "ffn": "ffn",
@@ -66,9 +67,7 @@ def _block_spec(args: argparse.Namespace) -> BlockSpec:
                      d_context=args.d_context)
 
 
-def _model_config(args: argparse.Namespace):
-    from fmblocks.models import ModelConfig, preset
-
+def _model_config(args: argparse.Namespace) -> ModelConfig:
     if args.cross_attention or args.d_context is not None:
         raise ConfigError("--cross-attention and --d-context describe one block; a model's config decides them")
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
