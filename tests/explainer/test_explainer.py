@@ -1,0 +1,122 @@
+"""The explainer: analysis data against direct model calls and sklearn's PCA; the server on loopback."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from fmblocks.errors import ConfigError
+from fmblocks.explainer.analysis import analyze, continue_text, pca_2d
+from fmblocks.explainer.server import Explainer, make_server
+from fmblocks.models import build_model, preset
+from fmblocks.tokenizers import load
+
+TEXT = "Attention mixes the context."
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    tokenizer = load("bert-base-uncased")
+    config = preset("gpt2-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                    max_len=24)
+    return build_model(config).eval(), tokenizer
+
+
+def test_analysis_matches_the_model(parts) -> None:
+    model, tokenizer = parts
+    data = analyze(model, tokenizer, TEXT, temperature=0.7, top_k=5)
+    ids = tokenizer.encode(TEXT)
+    assert data["ids"] == ids and len(data["tokens"]) == len(ids)
+    attention = torch.tensor(data["attention"])  # (L, H, T, T)
+    assert attention.shape == (2, 4, len(ids), len(ids))
+    assert torch.allclose(attention.sum(-1), torch.ones(2, 4, len(ids)), atol=1e-5)
+    assert torch.all(attention.triu(diagonal=1) == 0)  # causal: no weight on future tokens
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1]
+    probs = logits.softmax(-1)
+    best = probs.topk(15)
+    assert [n["id"] for n in data["next"]] == best.indices.tolist()
+    assert [n["p"] for n in data["next"]] == pytest.approx(best.values.tolist(), abs=1e-6)
+    kept = [n for n in data["next"] if n["p_sampled"] > 0]
+    assert len(kept) == 5  # top-k 5 leaves exactly five candidates
+    expected = (logits / 0.7).topk(5).values.softmax(-1)
+    assert [n["p_sampled"] for n in kept] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_pca_matches_sklearn() -> None:
+    x = torch.randn(12, 8, dtype=torch.float64)
+    ours = pca_2d(x).numpy()
+    reference = PCA(n_components=2).fit_transform(x.numpy())
+    assert np.allclose(np.abs(ours), np.abs(reference), atol=1e-8)  # axes are defined up to sign
+    assert pca_2d(torch.randn(1, 8)).shape == (1, 2)  # one token: no variance, still two coordinates
+
+
+def test_continuation_is_seeded_and_bounded(parts) -> None:
+    model, tokenizer = parts
+    first = continue_text(model, tokenizer, TEXT, max_new_tokens=6, seed=3)
+    again = continue_text(model, tokenizer, TEXT, max_new_tokens=6, seed=3)
+    assert first == again and len(first["ids"]) == 6
+    long_text = " ".join(["word"] * 40)  # longer than the context: the last tokens are kept
+    assert len(continue_text(model, tokenizer, long_text, max_new_tokens=4)["ids"]) == 4
+
+
+@pytest.fixture()
+def server(parts):
+    server = make_server(Explainer(*parts, default_text=TEXT), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(url: str, body: dict | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_server_serves_the_page_and_the_api(server) -> None:
+    status, page = fetch(server + "/")
+    assert status == 200 and b"/app.js" in page
+    assert fetch(server + "/app.js")[0] == 200 and fetch(server + "/style.css")[0] == 200
+    info = json.loads(fetch(server + "/api/info")[1])
+    assert info["default_text"] == TEXT and info["model"]["n_heads"] == 4
+    status, body = fetch(server + "/api/analyze", {"text": TEXT, "temperature": 1.0, "top_k": 0, "top_p": 0.9})
+    assert status == 200 and len(json.loads(body)["attention"]) == 2
+    status, body = fetch(server + "/api/generate", {"text": TEXT, "max_new_tokens": 3, "seed": 1})
+    assert status == 200 and len(json.loads(body)["ids"]) == 3
+
+
+def test_server_rejects_bad_requests(server) -> None:
+    status, body = fetch(server + "/api/analyze", {"text": TEXT, "temperature": "hot"})
+    assert status == 400 and "hot" in json.loads(body)["error"]
+    status, body = fetch(server + "/api/analyze", {"text": TEXT, "temperature": -1})
+    assert status == 400 and "temperature" in json.loads(body)["error"]
+    status, body = fetch(server + "/api/generate", {"text": TEXT, "max_new_tokens": 500})
+    assert status == 400 and "max_new_tokens" in json.loads(body)["error"]
+    assert fetch(server + "/api/nothing", {})[0] == 404
+    assert fetch(server + "/../../etc/passwd")[0] == 404
+
+
+def test_binds_to_loopback_only(parts) -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        make_server(Explainer(*parts), host="0.0.0.0", port=0)
+
+
+def test_page_has_no_external_assets() -> None:
+    static = resources.files("fmblocks.explainer") / "static"
+    for name in ("index.html", "app.js", "style.css"):
+        text = (static / name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
