@@ -74,3 +74,15 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path) -> None:
     write_tensors(tmp_path / "model.safetensors", {"embeddings.word_embeddings.weight": torch.zeros(10, 384)})
     with pytest.raises(CheckpointError, match=r"embeddings.word_embeddings.weight: shape \(10, 384\)"):
         load_bert(tmp_path)
+
+
+def test_embed_command_prints_and_writes(tmp_path, capsys) -> None:
+    from fmblocks.cli import main
+    from fmblocks.files import read_tensors
+
+    assert main(["embed", "A man is eating food.", "ok"]) == 0
+    rows = [list(map(float, line.split())) for line in capsys.readouterr().out.splitlines()]
+    expected = embed(["A man is eating food.", "ok"])
+    torch.testing.assert_close(torch.tensor(rows), expected, atol=1e-6, rtol=0)
+    assert main(["embed", "A man is eating food.", "ok", "--out", str(tmp_path / "e.safetensors")]) == 0
+    torch.testing.assert_close(read_tensors(tmp_path / "e.safetensors")["embeddings"], expected)
