@@ -37,11 +37,13 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
     Seeding picks each next centroid with probability proportional to its squared distance from the
     nearest centroid so far; in Lloyd's steps an empty cluster keeps its centroid.
     """
-    centroids = x[torch.randint(len(x), (1,))]  # (1, D)
+    chosen = [x[torch.randint(len(x), ())]]
+    nearest = (x - chosen[0]).pow(2).sum(1)  # (N,) squared distance to the nearest chosen centroid
     for _ in range(k - 1):
-        nearest = torch.cdist(x, centroids).min(dim=1).values.pow(2)  # (N,)
         weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)
-        centroids = torch.cat([centroids, x[torch.multinomial(weights, 1)]])
+        chosen.append(x[torch.multinomial(weights, 1)[0]])
+        nearest = torch.minimum(nearest, (x - chosen[-1]).pow(2).sum(1))
+    centroids = torch.stack(chosen)  # (k, D)
     for _ in range(iters):
         assign = torch.cdist(x, centroids).argmin(dim=1)  # (N,)
         counts = torch.bincount(assign, minlength=k).to(x.dtype)  # (k,)
