@@ -89,10 +89,12 @@ def plot(result: dict, path: Path) -> None:
             rows = [r for r in result["rows"] if r["method"] == method and r["causal"] == causal]
             label = f"{method} ({'causal' if causal else 'full'})"
             for ax, key in zip(axes, ("time_ms", "peak_mib")):
-                ax.plot([r["T"] for r in rows], [max(r[key], 1e-2) for r in rows], style, color=color, marker="o", label=label)
+                values = [max(r[key], 1e-2) for r in rows]  # log axes need positive values
+                ax.plot([r["T"] for r in rows], values, style, color=color, marker="o", label=label)
+    lengths = sorted({r["T"] for r in result["rows"]})
     for ax, title in zip(axes, ("forward time (ms, median)", "peak extra memory (MiB)")):
         ax.set(xscale="log", yscale="log", xlabel="sequence length T", title=title)
-        ax.set_xticks(sorted({r["T"] for r in result["rows"]}), labels=[str(t) for t in sorted({r["T"] for r in result["rows"]})])
+        ax.set_xticks(lengths, labels=[str(t) for t in lengths])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     setup = result["setup"]

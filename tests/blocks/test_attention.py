@@ -241,7 +241,8 @@ def test_bad_input() -> None:
     attn = MultiHeadAttention(8, 2)
     with pytest.raises(ShapeError, match=r"expects x \(B, T, 8\), got \(1, 3, 6\)"):
         attn(torch.randn(1, 3, 6))
-    with pytest.raises(ShapeError, match=r"mask shape \(4, 4\) is not broadcastable to \(B, H, T, S\) = \(1, 2, 3, 3\)"):
+    expected = r"mask shape \(4, 4\) is not broadcastable to \(B, H, T, S\) = \(1, 2, 3, 3\)"
+    with pytest.raises(ShapeError, match=expected):
         attn(torch.randn(1, 3, 8), mask=torch.ones(4, 4, dtype=torch.bool))
     with pytest.raises(ShapeError, match=r"context \(1, S, 8\)"):
         attn(torch.randn(1, 3, 8), torch.randn(1, 3, 5))

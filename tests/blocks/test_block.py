@@ -43,7 +43,8 @@ def test_encoder_block_matches_torch(norm_first: bool) -> None:
         ours.norm2.load_state_dict(ref.norm2.state_dict())
     x = torch.randn(2, 6, D)
     keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
-    torch.testing.assert_close(ours(x, mask=padding_mask(keep)), ref(x, src_key_padding_mask=~keep), atol=1e-5, rtol=1e-5)
+    expected = ref(x, src_key_padding_mask=~keep)
+    torch.testing.assert_close(ours(x, mask=padding_mask(keep)), expected, atol=1e-5, rtol=1e-5)
     future = torch.nn.Transformer.generate_square_subsequent_mask(6)
     torch.testing.assert_close(ours(x, causal=True), ref(x, src_mask=future, is_causal=True), atol=1e-5, rtol=1e-5)
 

@@ -312,7 +312,8 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         if context is not None:
             if context.dim() != 3 or context.shape[0] != b or context.shape[-1] != self.d_context:
-                raise ShapeError(f"cross-attention expects context ({b}, S, {self.d_context}), got {tuple(context.shape)}")
+                expected = f"({b}, S, {self.d_context})"
+                raise ShapeError(f"cross-attention expects context {expected}, got {tuple(context.shape)}")
             if causal or cache is not None:
                 raise ConfigError("cross-attention (context given) takes neither causal=True nor a cache")
         source = x if context is None else context

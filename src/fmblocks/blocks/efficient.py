@@ -290,7 +290,8 @@ class LongConvolution(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] > self.max_len:
-            raise ShapeError(f"LongConvolution expects x (B, T <= {self.max_len}, {self.d_model}), got {tuple(x.shape)}")
+            expected = f"(B, T <= {self.max_len}, {self.d_model})"
+            raise ShapeError(f"LongConvolution expects x {expected}, got {tuple(x.shape)}")
         return fft_causal_conv(x, self.kernel)
 
     def extra_repr(self) -> str:
