@@ -103,26 +103,33 @@ def generate(
     stops = torch.tensor(list(stop_tokens or []), dtype=torch.long, device=prompt.device)
     pad = pad_token if pad_token is not None else (int(stops[0]) if len(stops) else 0)
 
+    batch, start = prompt.shape
+    tokens = torch.cat([prompt, prompt.new_full((batch, max_new_tokens), pad)], dim=1)  # (B, T0 + max_new)
+    done = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
+    all_logits = []
     was_training = model.training
     model.eval()
     try:
         caches = model.new_caches() if use_cache else None
-        tokens, step_input = prompt, prompt
-        done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
-        all_logits = []
-        for _ in range(max_new_tokens):
-            logits = model(step_input if use_cache else tokens, caches=caches, only_last=True).logits[:, -1]
+        end = start
+        while end < start + max_new_tokens:
+            step_input = tokens[:, end - 1 : end] if use_cache and end > start else tokens[:, :end]
+            logits = model(step_input, caches=caches, only_last=True).logits[:, -1]  # (B, V)
             all_logits.append(logits)
-            filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
-            next_token = filtered.argmax(-1) if temperature == 0 else sample(filtered, generator=generator)
-            next_token = next_token.masked_fill(done, pad)
-            done = done | torch.isin(next_token, stops)
-            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-            step_input = next_token[:, None]
-            if done.all():
-                break
+            if temperature == 0:  # greedy: the filters could only keep the argmax
+                next_token = logits.argmax(-1)
+            else:
+                next_token = sample(filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p),
+                                    generator=generator)
+            tokens[:, end] = next_token.masked_fill(done, pad)
+            end += 1
+            if len(stops):
+                done = done | torch.isin(tokens[:, end - 1], stops)
+                if done.all():
+                    break
     finally:
         model.train(was_training)
+    tokens = tokens[:, :end]
     if return_logits:
         empty = prompt.new_zeros((prompt.shape[0], 0, 0), dtype=torch.float)
         return tokens, torch.stack(all_logits, dim=1) if all_logits else empty

@@ -57,7 +57,9 @@ class Decoder(nn.Module):
         positions = torch.arange(offset, offset + length, device=input_ids.device)  # (T,)
         x = self.embed(input_ids, positions)
         record = {"embeddings": x} if return_intermediates else None
-        x = self.stack(x, causal=True, positions=positions, caches=caches, record=record)
+        # One new token after the cache sees every key anyway: skip building a causal mask.
+        causal = length > 1
+        x = self.stack(x, causal=causal, positions=positions, caches=caches, record=record)
         if only_last:
             x = x[:, -1:]  # (B, 1, D)
         logits = self.lm_head(x)
