@@ -75,14 +75,14 @@ def chunked_attention(
         q1 = min(q0 + block_size, t)
         qb = q[:, :, q0:q1] * scale  # (B, H, tq, Dh)
         m = qb.new_full((*qb.shape[:-1], 1), float("-inf"))  # running row max (B, H, tq, 1)
-        l = qb.new_zeros(m.shape)  # running normaliser  # noqa: E741
+        total = qb.new_zeros(m.shape)  # running normaliser l (B, H, tq, 1)
         acc = qb.new_zeros(*qb.shape[:-1], v.shape[-1])  # running numerator (B, H, tq, Dv)
         k_end = min(s, q1 + offset) if causal else s  # later keys are in every query's future
         for k0 in range(0, k_end, block_size):
             k1 = min(k0 + block_size, k_end)
             scores = qb @ k[:, :, k0:k1].transpose(-2, -1)  # (B, H, tq, tk)
             block_mask = _mask_part(mask, slice(q0, q1), slice(k0, k1))
-            if causal:
+            if causal and k1 - 1 > q0 + offset:  # the block reaches past the first query's position
                 query_pos = torch.arange(q0 + offset, q1 + offset, device=q.device)[:, None]
                 block_mask = combine_masks(block_mask, torch.arange(k0, k1, device=q.device) <= query_pos)
             if block_mask is not None:
@@ -94,11 +94,11 @@ def chunked_attention(
             m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0)  # rows with no visible key yet
             p = torch.exp(scores - m_safe)  # (B, H, tq, tk), 0 where blocked
             correction = torch.exp(m - m_safe)
-            l = l * correction + p.sum(dim=-1, keepdim=True)  # noqa: E741
+            total = total * correction + p.sum(dim=-1, keepdim=True)
             p_drop = F.dropout(p, dropout_p) if dropout_p > 0 else p
             acc = acc * correction + p_drop @ v[:, :, k0:k1]
             m = m_new
-        outputs.append(acc / l.masked_fill(l == 0, 1.0))  # l = 0 only for fully masked rows (acc = 0)
+        outputs.append(acc / total.masked_fill(total == 0, 1.0))  # 0 only for fully masked rows (acc = 0)
     return torch.cat(outputs, dim=-2)  # (B, H, T, Dv)
 
 
