@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,9 @@ from fmblocks.files import read_tensors
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.decoder import Decoder
 from fmblocks.models.encoder import Encoder
-from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
+
+if TYPE_CHECKING:
+    from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
 
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
                   "silu": "silu"}
@@ -173,12 +176,14 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.
 class SentenceEmbedder:
     """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D)."""
 
-    def __init__(self, model: Encoder, tokenizer: WordPieceTokenizer) -> None:
+    def __init__(self, model: Encoder, tokenizer: "WordPieceTokenizer") -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.pad_id = tokenizer.special_tokens.get(tokenizer.pad_token, 0)
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike) -> "SentenceEmbedder":
+        from fmblocks.tokenizers.wordpiece import WordPieceTokenizer  # tokenizers load only when embedding text
+
         path = Path(path)
         return cls(load_bert(path), WordPieceTokenizer.from_vocab_file(path / "vocab.txt"))
 
