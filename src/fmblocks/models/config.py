@@ -22,9 +22,10 @@ Limits: component names are checked against the block registries, so a config na
 is not registered fails at construction with ConfigError listing the known names.
 """
 
+import dataclasses
 import os
 import typing
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from fmblocks.errors import ConfigError, CorruptFileError, UnknownNameError
@@ -87,7 +88,7 @@ class ModelConfig:
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A validated copy with some fields changed."""
         _check_known(overrides)
-        return replace(self, **overrides)
+        return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,17 +157,19 @@ def _check_known(data: dict[str, Any]) -> None:
 def _check_types(config: ModelConfig) -> None:
     hints = typing.get_type_hints(ModelConfig)
     for field in fields(config):
-        value, hint = getattr(config, field.name), hints[field.name]
-        allowed = typing.get_args(hint) or (hint,)
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            continue  # an int is a fine float
-        ok = any(
-            (value is None if t is type(None) else isinstance(value, t) and (t is bool or not isinstance(value, bool)))
-            for t in allowed
-        )
-        if not ok:
-            names = " | ".join("None" if t is type(None) else t.__name__ for t in allowed)
+        value, allowed = getattr(config, field.name), typing.get_args(hints[field.name]) or (hints[field.name],)
+        if not any(_is_a(value, kind) for kind in allowed):
+            names = " | ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
             raise ConfigError(f"model config field {field.name} must be {names}, got {value!r}")
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """isinstance, except that a bool is no int and an int is a fine float."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 def _check_values(c: ModelConfig) -> None:
