@@ -17,7 +17,7 @@ from pathlib import Path
 from fmblocks.apps.mnist_ar import RUN_PRESETS, train
 from fmblocks.apps.mnist_eval import evaluate_run
 from fmblocks.apps.mnist_plots import write_sample_pictures
-from fmblocks.commands.mnist import use_all_cores
+from fmblocks.commands.mnist import add_threads_option, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,11 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default",
                         help="run size: default (~10 min on 2 CPU cores), long (GPU or patience), tiny (smoke test)")
+    add_threads_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cores = use_all_cores()
+    cores = set_threads(args.threads)
     started = time.perf_counter()
     print(f"fmblocks demo: autoregressive MNIST, preset {args.preset}, {cores} CPU threads -> {args.out}")
     train(args.out, preset_name=args.preset)

@@ -21,13 +21,26 @@ import torch
 from fmblocks.apps.mnist_ar import RUN_PRESETS, train
 from fmblocks.apps.mnist_eval import evaluate_run
 from fmblocks.apps.mnist_plots import write_sample_pictures
+from fmblocks.errors import ConfigError
+
+
+def set_threads(threads: int | None) -> int:
+    """torch threads = `threads`, by default the CPUs this process may run on (`nproc`); returns the number."""
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def use_all_cores() -> int:
-    """torch threads = the CPUs this process may run on (`nproc`); returns that number."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(cores)
-    return cores
+    """torch threads = every CPU this process may run on; returns the number."""
+    return set_threads(None)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all available, as nproc)")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("runs/mnist"), help="run directory (default runs/mnist)")
     common.add_argument("--data-dir", type=Path, help="MNIST IDX files (train-/t10k-*-ubyte[.gz]); default: shipped digits")
+    add_threads_option(common)
 
     train_parser = actions.add_parser("train", parents=[common], help="train the decoder and the classifier")
     train_parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default", help="run size (default: default)")
@@ -65,14 +79,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    use_all_cores()
+    set_threads(args.threads)
     out = train(args.out, preset_name=args.preset, data_dir=args.data_dir, steps=args.steps, seed=args.seed)
     print(f"trained: {out} (decoder checkpoint, log.csv, loss.png; classifier in {out / 'classifier'})")
     return 0
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    use_all_cores()
+    set_threads(args.threads)
     paths = write_sample_pictures(args.out, per_class=args.per_class, temperature=args.temperature, top_k=args.top_k,
                                   top_p=args.top_p, seed=args.seed, data_dir=args.data_dir)
     print("wrote " + ", ".join(map(str, paths)))
@@ -80,7 +94,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    use_all_cores()
+    set_threads(args.threads)
     metrics = evaluate_run(args.out, data_dir=args.data_dir, samples_per_class=args.samples_per_class,
                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("per_class", "run")}, indent=1))
