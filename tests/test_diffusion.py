@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fmblocks.diffusion import (
-    DDPM, NULL_LABEL, NoiseSchedule, ancestral_sample, drop_labels, guided_epsilon,
+    DDPM, NULL_LABEL, NoiseSchedule, ancestral_sample, drop_labels, guided_epsilon, reverse_step,
 )
 from fmblocks.errors import ConfigError, DataError, ShapeError, UnknownNameError
 
@@ -104,6 +104,19 @@ def test_reverse_mean_is_the_posterior_at_the_predicted_x0() -> None:
     mean, variance = schedule.p_mean_variance(x_t, t, eps)
     want_mean, want_var = schedule.posterior(schedule.predict_x0(x_t, t, eps), x_t, t)
     assert torch.allclose(mean, want_mean, rtol=1e-4, atol=1e-4) and torch.equal(variance, want_var)
+
+
+def test_reverse_step_draws_from_the_ddpm_reverse_gaussian() -> None:
+    schedule = NoiseSchedule.named("cosine", 30)
+    abar, betas = alpha_bars(schedule), schedule.betas.double().numpy()
+    n, step = 200_000, 12
+    x_t, eps = torch.tensor([0.8, -0.4]), torch.tensor([0.3, 1.1])
+    draws = reverse_step(lambda x, t, c: eps.expand_as(x), schedule, x_t.expand(n, 2), torch.full((n,), step),
+                         torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0)).double()
+    want_mean = (x_t.double().numpy() - betas[step] / math.sqrt(1 - abar[step]) * eps.double().numpy()) / math.sqrt(1 - betas[step])
+    want_var = (1 - abar[step - 1]) / (1 - abar[step]) * betas[step]
+    assert (draws.mean(0).numpy() - want_mean) == pytest.approx([0, 0], abs=5 * math.sqrt(want_var / n))
+    assert (draws.var(0) / want_var - 1).abs().max() < 5 * math.sqrt(2 / n)
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])

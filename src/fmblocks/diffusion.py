@@ -204,6 +204,15 @@ class DDPM(nn.Module):
 
 
 @torch.no_grad()
+def reverse_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                 *, guidance: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One ancestral step: x_{t-1} = mean + sqrt(beta~_t) z from p(x_{t-1} | x_t) with the guided eps; (B, ...)."""
+    mean, variance = schedule.p_mean_variance(x_t, t, guided_epsilon(denoiser, x_t, t, labels, guidance))
+    noise = torch.randn(x_t.shape, generator=generator, device=x_t.device)
+    return mean + variance.sqrt() * noise  # variance is 0 at t = 1: the last step returns the mean
+
+
+@torch.no_grad()
 def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, labels: torch.Tensor, shape: tuple[int, ...], *,
                      guidance: float = 0.0, generator: torch.Generator | None = None,
                      progress: bool = False) -> torch.Tensor:
@@ -217,7 +226,5 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, labels: torch.
     x = torch.randn((len(labels), *shape), generator=generator, device=device)
     for step in tqdm(range(schedule.timesteps, 0, -1), desc="sample", unit="step", disable=not progress):
         t = torch.full((len(labels),), step, dtype=torch.long, device=device)
-        mean, variance = schedule.p_mean_variance(x, t, guided_epsilon(denoiser, x, t, labels, guidance))
-        noise = torch.randn(x.shape, generator=generator, device=device)
-        x = mean + variance.sqrt() * noise  # variance is 0 at t = 1: the last step returns the mean
+        x = reverse_step(denoiser, schedule, x, t, labels, guidance=guidance, generator=generator)
     return x
