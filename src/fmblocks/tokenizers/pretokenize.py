@@ -11,7 +11,7 @@ module. Python's `re` is 2-3x faster, but it knows no `\\p{..}`, and large class
 Multilingual Plane make it slow; so for these two patterns a `re` twin is generated with the BMP
 members of `\\p{L}`, `\\p{N}` and `\\s` spelt out (taken from the `regex` module's own tables, so both
 engines agree), and used on any text without astral characters. A raw user pattern runs on
-`regex` only. Limit: a raw pattern must match every character, or encoding is not lossless.
+`regex` only, and must match every character (checked: ConfigError otherwise).
 
 `BYTE_ORDER` is GPT-2's order of the 256 bytes (printable ones first); `byte_to_char`/`char_to_byte`
 map each byte to a printable character, so byte strings can be written in JSON vocabularies.
@@ -63,9 +63,12 @@ class Splitter:
         self._bmp = _bmp_twin(self.pattern).findall if pattern in SPLIT_PATTERNS else None
 
     def __call__(self, text: str) -> list[str]:
-        if self._bmp is not None and (text.isascii() or _ASTRAL.search(text) is None):
-            return self._bmp(text)
-        return self._full(text)
+        if self._bmp is not None:
+            return self._bmp(text) if text.isascii() or _ASTRAL.search(text) is None else self._full(text)
+        chunks = self._full(text)
+        if sum(map(len, chunks)) != len(text):
+            raise ConfigError(f"split pattern {self.pattern!r} skips characters of {text[:40]!r}...; it must match every character")
+        return chunks
 
 
 @cache
