@@ -2,23 +2,16 @@
 
 import json
 
-import pytest
-
 from fmblocks.cli import main
-from fmblocks.commands import vqvae as command
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.image import BinaryPatchTokenizer
 from fmblocks.tokenizers.vq import VQTokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(command, "use_all_cores", lambda: 1)  # keep the suite's single thread
-
-
 def test_train_writes_tokenizer_metrics_and_picture(tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    argv = ["vqvae", "train", "--out", str(out), "--steps", "3", "--hidden", "8", "--codebook-size", "16", "--batch-size", "8"]
+    argv = ["vqvae", "train", "--out", str(out), "--steps", "3", "--hidden", "8", "--codebook-size", "16", "--batch-size", "8",
+            "--threads", "1"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "reconstruction MSE" in printed and "perplexity" in printed

