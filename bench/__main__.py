@@ -15,6 +15,7 @@ def run(names: list[str]) -> None:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
     for name in names or BENCHMARKS:
         print(f"== bench.{name}", flush=True)
+        sys.argv = [f"bench.{name}"]  # each main() reads its own defaults, not this command's arguments
         importlib.import_module(f"bench.{name}").main()
 
 
