@@ -1,5 +1,6 @@
 """`fmblocks train` and `fmblocks sample` end to end on tiny files in tmp_path."""
 
+import random
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,46 @@ def test_refusals_are_clear(files, tmp_path, capsys) -> None:
     assert train(files, tmp_path / "long", "--preset", "gpt2-style", *TINY, "--context", "64", "--steps", "1") == 2
     assert "longer than the model's context of 32" in capsys.readouterr().err
     assert not (tmp_path / "long" / "checkpoint").exists()
+
+
+def write_fasta(path: Path, sequences: list[str]) -> Path:
+    """Records >s0, >s1, ... with sequence lines of at most 30 letters."""
+    lines = []
+    for i, sequence in enumerate(sequences):
+        lines += [f">s{i} made up", *(sequence[j : j + 30] for j in range(0, len(sequence), 30))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_train_a_tiny_protein_masked_lm_from_fasta(tmp_path, capsys) -> None:
+    generator = random.Random(0)
+    proteins = ["".join(generator.choice("LAGVSERTIDPKQNFYMHWC") for _ in range(generator.randint(20, 60)))
+                for _ in range(30)]
+    fasta = write_fasta(tmp_path / "proteins.fasta", proteins)
+    out = tmp_path / "esm"
+    assert main(["train", "--preset", "bert-style", *TINY[:-1], "max_len=64", "--data", str(fasta),
+                 "--objective", "mlm", "--out", str(out), "--steps", "4", *FAST]) == 0
+    model, config, state = load_checkpoint(out)
+    tokenizer = load(out / "tokenizer.json")
+    assert (config.arch, config.vocab_size, tokenizer.kind) == ("encoder", 33, "protein")
+    assert state["history"][-1]["eval_loss"] is not None  # 3 of the 30 sequences held out
+    assert main(["sample", "--checkpoint", str(out)]) == 2
+    assert "sampling needs a decoder checkpoint" in capsys.readouterr().err
+    too_long = write_fasta(tmp_path / "long.fa", ["M" * 70])
+    assert main(["train", "--preset", "bert-style", *TINY[:-1], "max_len=64", "--data", str(too_long),
+                 "--objective", "mlm", "--out", str(tmp_path / "long"), "--steps", "1", *FAST]) == 2
+    assert "sequence 0 has 70 tokens, longer than the context of 64" in capsys.readouterr().err
+
+
+def test_train_a_tiny_dna_decoder_from_fasta_then_sample(tmp_path, capsys) -> None:
+    generator = random.Random(1)
+    genome = write_fasta(tmp_path / "genome.fa", ["".join(generator.choice("acgt") for _ in range(900)) for _ in range(2)])
+    out = tmp_path / "dna"
+    assert main(["train", "--preset", "gpt2-style", *TINY, "--data", str(genome), "--objective", "clm",
+                 "--out", str(out), "--steps", "4", *FAST]) == 0
+    _, config, _ = load_checkpoint(out)
+    assert load(out / "tokenizer.json").kind == "dna-kmer" and config.vocab_size == 5 + 5 + 4**6
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "ACGTAC", "--max-new-tokens", "4", "--top-k", "3"]) == 0
+    bases = capsys.readouterr().out.strip()
+    assert bases.startswith("ACGTAC") and set(bases) <= set("ACGTN") and len(bases) > 6

@@ -18,13 +18,13 @@ def test_two_process_torchrun_matches_one_process(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(WORKER), str(tmp_path / "two")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
-    worker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(worker)
-    history = worker.run(str(tmp_path / "one"))
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as two:
+        spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
+        worker = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(worker)
+        history = worker.run(str(tmp_path / "one"))  # the one-process run, while torchrun starts up
+        output, _ = two.communicate(timeout=120)
+    assert two.returncode == 0, output[-3000:]
 
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint", "log.csv", "loss.png"]
     state = read_state(tmp_path / "two")

@@ -6,8 +6,9 @@
     torchrun --nproc_per_node 2 -m fmblocks.cli train ...      # same command, 2 processes (DDP)
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
 
-The model's vocab_size is the tokenizer's. FASTA files (.fa, .fasta, ...) default to the protein
-tokenizer for --objective mlm and the DNA k-mer tokenizer for clm; text defaults to gpt2. OUT
+The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
+tokenizer file, or a tokenizer kind that has defaults (protein, dna-kmer = 6-mers). FASTA files
+(.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer for clm; text to gpt2. OUT
 receives tokenizer.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
 them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...).
 """
@@ -26,7 +27,7 @@ from fmblocks.training.config import TrainConfig
 
 TOKENIZER_FILE = "tokenizer.json"
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
-FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna"}
+FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna-kmer"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +73,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def tokenizer_from(name: str) -> Any:
+    """A pretrained tokenizer, a saved tokenizer file, or a tokenizer kind built with its defaults."""
+    from fmblocks.tokenizers import PRETRAINED, TOKENIZERS, load
+
+    if name in PRETRAINED or Path(name).exists() or name not in TOKENIZERS:
+        return load(name)
+    try:
+        return TOKENIZERS.get(name)()
+    except TypeError:
+        raise ConfigError(f"tokenizer kind {name!r} has no defaults; save one to a file and pass its path") from None
+
+
 def model_config_from(args: argparse.Namespace, vocab_size: int) -> Any:
     """The ModelConfig the flags ask for, with the tokenizer's vocab_size."""
     from fmblocks.models import ModelConfig, preset
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             raise CheckpointError(f"{args.out} already holds a checkpoint; pass --resume to continue it, or another --out")
         if not (args.preset or args.config):
             raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
-        tokenizer = load(args.tokenizer or (FASTA_TOKENIZERS[args.objective] if fasta else "gpt2"))
+        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[args.objective] if fasta else "gpt2"))
         model_config = model_config_from(args, tokenizer.vocab_size)
     if args.objective == "clm":
         train, held_out = causal_lm_data(documents, tokenizer, context=args.context or model_config.max_len,

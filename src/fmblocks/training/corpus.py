@@ -39,7 +39,7 @@ def read_documents(paths: Iterable[str | Path]) -> tuple[list[str], bool]:
         return list(iter_texts(files)), False
     from fmblocks.tokenizers.bio import read_fasta
 
-    sequences = [record.sequence for path in fasta for record in read_fasta(path)]
+    sequences = [sequence for path in fasta for _, sequence in read_fasta(path)]
     if not any(sequences):
         raise DataError(f"no sequences in the FASTA files {[str(p) for p in fasta]}")
     return sequences, True

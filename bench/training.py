@@ -1,0 +1,160 @@
+"""Benchmark: training tokens/s of the gpt2-style decoder vs transformers' GPT2LMHeadModel, and MFU.
+
+Both models have the GPT-2 vocabulary and block layout at reduced width/depth and the same weights
+(`bench.generation.build_pair`); one training step is forward + backward + AdamW step (torch's fused
+AdamW, as the Trainer uses, with the same settings for both) on the same batch of B x T random token
+ids, float32, CPU:
+    fmblocks   our Decoder, targets = the next tokens (T predictions per row)
+    hf         GPT2LMHeadModel(labels=input_ids) (it shifts internally: T - 1 predictions per row)
+    trainer    our Decoder through fmblocks' Trainer.fit (data stream, schedule, clipping, logging)
+The steps of fmblocks and hf alternate; their figures are the best of `steps` timed steps after a
+warm-up step (the median is recorded too); the trainer's is the mean over `steps` steps of one fit
+after a warm-up step. Time is the process CPU time on `threads` threads (default 1: it then equals
+the compute time and is robust to other load on the machine); wall time is recorded too.
+
+MFU (model FLOPs utilisation) = achieved FLOP/s / ceiling. Model FLOPs per step = 3 x the forward
+matrix-product FLOPs of `fmblocks.cost.model_costs` (backward ~ 2 x forward); the ceiling is the
+best FLOP/s of a 2048 x 2048 x 2048 float32 matmul measured on the same threads in the same run.
+Writes bench/results/training.json and training.png.
+
+    .venv/bin/python -m bench.training [--d-model 256 --layers 4 --heads 4 --seq 128 --batch 8] [--steps 8]
+"""
+
+import argparse
+import io
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.generation import build_pair
+from fmblocks.cost import model_costs
+from fmblocks.files import write_bytes, write_json
+from fmblocks.training import CausalLMWindows, TrainConfig, Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MATMUL = 2048
+
+
+def timed(fn) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def matmul_ceiling(repeats: int = 5) -> float:
+    """Best float32 FLOP/s of an n x n by n x n product (2 n^3 FLOPs), by CPU time."""
+    a, b = torch.randn(MATMUL, MATMUL), torch.randn(MATMUL, MATMUL)
+    a @ b  # warm-up
+    best = min(timed(lambda: a @ b)[0] for _ in range(repeats))
+    return 2 * MATMUL**3 / best
+
+
+def step_function(model: torch.nn.Module, batch: torch.Tensor, *, hf: bool):
+    """One training step of `model` on `batch` (B, T + 1) with torch's AdamW."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    inputs, targets = batch[:, :-1], batch[:, 1:]  # (B, T) each
+
+    def step() -> None:
+        loss = model(input_ids=inputs, labels=inputs).loss if hf else model(inputs, targets).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def trainer_seconds(config, batch: int, seq: int, steps: int) -> tuple[float, float]:
+    """(CPU, wall) seconds per step of Trainer.fit on a stream of random ids, after one warm-up step."""
+    from fmblocks.models import build_model
+
+    ids = torch.randint(0, config.vocab_size, ((steps + 1) * batch * seq + 1,))
+    train = TrainConfig(steps=steps + 1, batch_size=batch, warmup_steps=1, eval_every=0, log_every=steps + 1,
+                        progress=False)
+    trainer = Trainer(build_model(config), CausalLMWindows(ids, seq), config=train)
+    trainer.fit(stop_at=1)
+    cpu, wall = timed(trainer.fit)
+    return cpu / steps, wall / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    ours, hf = build_pair(args.d_model, args.layers, args.heads, args.seq)
+    config = ours.config
+    batch = torch.randint(0, config.vocab_size, (args.batch, args.seq + 1))
+    with torch.no_grad():
+        logits_gap = (ours(batch[:, :-1]).logits - hf(input_ids=batch[:, :-1]).logits).abs().max().item()
+    ours.train(), hf.train()
+    steps = {"fmblocks": step_function(ours, batch, hf=False), "hf": step_function(hf, batch, hf=True)}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+    for name, step in steps.items():
+        step()  # warm-up: allocations, optimizer state
+    for _ in tqdm(range(args.steps), desc="training steps"):
+        for name, step in steps.items():
+            times[name].append(timed(step))
+    trainer_cpu, trainer_wall = trainer_seconds(config, args.batch, args.seq, args.steps)
+    ceiling = matmul_ceiling()
+
+    tokens = args.batch * args.seq
+    flops = 3 * sum(cost.flops for cost in model_costs(config, args.seq, batch=args.batch))
+    results = {}
+    for name, cpu, wall in [(n, min(c for c, _ in t), min(w for _, w in t)) for n, t in times.items()] + [
+            ("trainer", trainer_cpu, trainer_wall)]:
+        results[name] = {"seconds_per_step_cpu": cpu, "seconds_per_step_wall": wall, "tokens_per_s": tokens / cpu,
+                         "tokens_per_s_wall": tokens / wall, "mfu": flops / cpu / ceiling}
+    for name, measured in times.items():
+        results[name]["tokens_per_s_median"] = tokens / statistics.median(c for c, _ in measured)
+    document = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+                    "torch": torch.__version__, "matmul_ceiling_gflops": ceiling / 1e9},
+        "model": {"d_model": args.d_model, "layers": args.layers, "heads": args.heads, "vocab": config.vocab_size,
+                  "seq": args.seq, "batch": args.batch, "params": sum(p.numel() for p in ours.parameters())},
+        "train_gflops_per_step": flops / 1e9,
+        "logits_max_abs_diff_same_weights": logits_gap,
+        "results": results,
+        "speedup_vs_hf": results["fmblocks"]["tokens_per_s"] / results["hf"]["tokens_per_s"],
+        "trainer_vs_hf": results["trainer"]["tokens_per_s"] / results["hf"]["tokens_per_s"],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    write_json(RESULTS / "training.json", document, fmt="fmblocks-bench-training")
+    plot(results, RESULTS / "training.png", title=f"{args.layers} layers, d={args.d_model}, B={args.batch}, "
+         f"T={args.seq}, {args.threads} thread(s)")
+    for name, row in results.items():
+        print(f"{name:>9}: {row['tokens_per_s']:8.0f} tokens/s  MFU {100 * row['mfu']:.1f} %")
+    print(f"fmblocks / hf = {document['speedup_vs_hf']:.2f}x; matmul ceiling {ceiling / 1e9:.1f} GFLOP/s; "
+          f"same-weights logits gap {logits_gap:.1e}")
+
+
+def plot(results: dict, path: Path, *, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.2), dpi=100)
+    axes = figure.add_subplot()
+    names = list(results)
+    bars = axes.bar(names, [results[n]["tokens_per_s"] for n in names], color=["C0", "C1", "C2"])
+    axes.bar_label(bars, labels=[f"MFU {100 * results[n]['mfu']:.0f}%" for n in names])
+    axes.set_ylabel("training tokens/s (CPU time)")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes(path, buffer.getvalue())
+
+
+if __name__ == "__main__":
+    main()
