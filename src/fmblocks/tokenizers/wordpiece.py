@@ -15,8 +15,8 @@ Decoding joins words with spaces and glues "##" pieces to the previous piece; [C
 and [MASK] are skipped. Not lossless: case, accents, control characters, the kind and amount of
 whitespace and the absence of a space around punctuation are lost ("Hi, there" -> "hi , there").
 
-Training (`train_wordpiece`) starts from the characters of the corpus words (non-initial ones with
-"##") and repeatedly merges the adjacent pair with the best likelihood score
+Training (`train_wordpiece`) starts from the characters of the corpus words (every character,
+plus a "##" form of those seen inside a word) and repeatedly merges the adjacent pair with the best likelihood score
 
     score(a, b) = freq(ab) / (freq(a) * freq(b))
 
@@ -29,6 +29,7 @@ with a "##" prefix. Limits: the whole word-count table is held in memory.
 """
 
 import heapq
+import math
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -244,7 +245,17 @@ def count_words(texts: Iterable[str], *, lowercase: bool = True) -> Counter[str]
 
 
 class _Merger:
-    """Mutable training state: symbolised words, symbol and pair counts, and a lazy score heap."""
+    """Training state: symbolised words, symbol and pair counts, and a lazy max-heap of scores.
+
+    Heap entries are pairs (-score, -count, a, b, freq(a), freq(b)) and symbol markers
+    (-bound, -inf, s, "", freq(s), scan number). A pair entry whose counts no longer match is
+    stale; if the pair's score fell it is re-queued when popped. When freq(s) falls, every pair
+    containing s scores higher; rather than re-queue them all (a character such as "##e" has
+    thousands), a marker with bound 1/freq(s) is queued: no pair with s can score more, since
+    freq(ab) <= min(freq(a), freq(b)). When a marker reaches the top, the pairs with s are scored
+    and only those at least as good as the heap top are queued; a new marker bounds the rest.
+    So the first current pair entry popped is the best pair (on equal scores markers come first).
+    """
 
     def __init__(self, words: Counter[str], min_frequency: int) -> None:
         self.words = [word_symbols(w) for w in words]
@@ -254,13 +265,13 @@ class _Merger:
         self.pairs: Counter[tuple[str, str]] = Counter()
         self.where: dict[tuple[str, str], set[int]] = {}
         self.touching: dict[str, set[tuple[str, str]]] = {}
+        self.scans: Counter[str] = Counter()
         for index, (symbols, freq) in enumerate(zip(self.words, self.freqs)):
             for symbol in symbols:
                 self.symbols[symbol] += freq
             self._add_pairs(index, symbols, freq)
-        self.heap: list[tuple[float, int, str, str, int, int]] = []
-        for pair in self.pairs:
-            self._push(pair)
+        self.heap: list[tuple[float, float, str, str, int, int]] = []
+        self._rebuild()
 
     def _add_pairs(self, index: int, symbols: list[str], freq: int) -> None:
         for pair in zip(symbols, symbols[1:]):
@@ -278,27 +289,59 @@ class _Merger:
                 self.touching[pair[0]].discard(pair)
                 self.touching[pair[1]].discard(pair)
 
+    def _entry(self, pair: tuple[str, str], count: int) -> tuple[float, float, str, str, int, int]:
+        a, b = pair
+        count_a, count_b = self.symbols[a], self.symbols[b]
+        return -pair_score(count, count_a, count_b), -count, a, b, count_a, count_b
+
     def _push(self, pair: tuple[str, str]) -> None:
         count = self.pairs.get(pair, 0)
         if count >= self.min_frequency:
-            a, b = pair
-            count_a, count_b = self.symbols[a], self.symbols[b]
-            heapq.heappush(self.heap, (-pair_score(count, count_a, count_b), -count, a, b, count_a, count_b))
+            heapq.heappush(self.heap, self._entry(pair, count))
+
+    def _push_marker(self, symbol: str, bound: float) -> None:
+        heapq.heappush(self.heap, (-bound, -math.inf, symbol, "", self.symbols[symbol], self.scans[symbol]))
+
+    def _rebuild(self) -> None:
+        """Replace the heap by one current entry per pair (drops stale entries and markers)."""
+        self.heap = [self._entry(p, c) for p, c in self.pairs.items() if c >= self.min_frequency]
+        heapq.heapify(self.heap)
+
+    def _scan(self, symbol: str) -> None:
+        """Queue the pairs with `symbol` that score at least the heap top; a marker bounds the others."""
+        self.scans[symbol] += 1
+        top = -self.heap[0][0] if self.heap else 0.0
+        rest = 0.0
+        for pair in self.touching.get(symbol, ()):
+            count = self.pairs[pair]
+            if count >= self.min_frequency:
+                score = pair_score(count, self.symbols[pair[0]], self.symbols[pair[1]])
+                if score >= top:
+                    heapq.heappush(self.heap, self._entry(pair, count))
+                else:
+                    rest = max(rest, score)
+        if rest:
+            self._push_marker(symbol, rest)
 
     def best(self) -> tuple[str, str] | None:
-        """The pair with the highest current score (stale heap entries are refreshed on the way)."""
+        """The pair with the highest current score (stale entries and markers are handled on the way)."""
+        if len(self.heap) > 4 * len(self.pairs) + 1024:
+            self._rebuild()
         while self.heap:
             _, neg_count, a, b, count_a, count_b = heapq.heappop(self.heap)
+            if not b:  # a marker for symbol a; obsolete once freq(a) changed or a was scanned since
+                if (count_a, count_b) == (self.symbols[a], self.scans[a]):
+                    self._scan(a)
+                continue
             if (-neg_count, count_a, count_b) == (self.pairs.get((a, b), 0), self.symbols[a], self.symbols[b]):
                 return a, b
-            self._push((a, b))  # its score went down since it was pushed: re-queue at the current score
+            self._push((a, b))  # stale: re-queue at the current score
         return None
 
     def merge(self, pair: tuple[str, str]) -> str:
-        """Merge `pair` everywhere; push fresh scores for every pair whose score can have gone up."""
+        """Merge `pair` in every word containing it; keep counts, index and heap up to date."""
         a, b = pair
         new = merged_symbol(a, b)
-        changed: set[tuple[str, str]] = set()
         for index in self.where.pop(pair, set()):
             symbols, freq = self.words[index], self.freqs[index]
             merged, i = [], 0
@@ -317,12 +360,13 @@ class _Merger:
             self.symbols[new] += times * freq
             self._remove_pairs(symbols, freq)
             self._add_pairs(index, merged, freq)
-            changed.update(zip(symbols, symbols[1:]), zip(merged, merged[1:]))
             self.words[index] = merged
-        # freq(a) and freq(b) fell, so every pair containing them scores higher now.
-        for candidate in changed | self.touching.get(a, set()) | self.touching.get(b, set()):
-            if candidate != pair:
-                self._push(candidate)
+        # Pairs with `new` gained counts (queue them); pairs with a or b may score higher (markers).
+        for candidate in self.touching.get(new, ()):
+            self._push(candidate)
+        for symbol in (a, b):
+            if self.symbols[symbol]:
+                self._push_marker(symbol, 1.0 / self.symbols[symbol])
         return new
 
 
@@ -340,7 +384,9 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, *, min_frequency: int
         raise DataError("cannot train WordPiece on an empty corpus (no words after normalisation)")
     if min_frequency < 1:
         raise ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
-    alphabet = sorted({symbol for word in words for symbol in word_symbols(word)} - set(special_tokens))
+    # Every character may start a word; "##" forms for the characters seen inside words (as HF does).
+    characters = {char for word in words for char in word} | {PREFIX + c for word in words for c in word[1:]}
+    alphabet = sorted(characters - set(special_tokens))
     vocab = list(dict.fromkeys(special_tokens)) + alphabet
     if vocab_size < len(vocab):
         raise ConfigError(f"vocab_size {vocab_size} is too small: the {len(special_tokens)} special tokens and the "
