@@ -17,8 +17,8 @@ norm gains and other vectors are not decayed).
 Exact resume: a checkpoint holds the weights, the optimizer state, the step, the data position and
 the torch RNG states; the learning rate and the data order are functions of the step and the seed,
 so a resumed run continues the interrupted one bit for bit on the same machine and process count.
-Only rank 0 writes files (checkpoint/ and log.csv at every checkpoint, loss.png at every periodic
-checkpoint and at the end, all under `out_dir`) and shows progress.
+Only rank 0 writes files under `out_dir` (checkpoint/ at every checkpoint, log.csv at every checkpoint
+and evaluation, loss.png at every periodic checkpoint and at the end) and shows progress.
 """
 
 import math
@@ -122,7 +122,7 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def save(self) -> Path | None:
-        """Write out_dir/checkpoint atomically, plus log.csv and loss.png (rank 0; no-op without out_dir)."""
+        """Write out_dir/checkpoint atomically, plus log.csv (rank 0; no-op without out_dir)."""
         path = None
         if self.out_dir is not None and self.dist.is_main:
             path = ckpt.save_checkpoint(
@@ -209,7 +209,7 @@ class Trainer:
                 })
                 self._pending, tokens, started = [], 0, time.perf_counter()
                 if evaluate:
-                    bar.write(f"step {self.step}: eval loss {self.history[-1]['eval_loss']:.4f}")
+                    self._report_eval(bar)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save()
                 self.plot()
@@ -219,6 +219,15 @@ class Trainer:
             self.save()
             self.plot()
         return self.history
+
+    def _report_eval(self, bar: tqdm) -> None:
+        """Print the eval loss under the progress bar and refresh log.csv (rank 0, when shown / with out_dir)."""
+        if not self.dist.is_main:
+            return
+        if not bar.disable:
+            bar.write(f"step {self.step}: eval loss {self.history[-1]['eval_loss']:.4f}")
+        if self.out_dir is not None:
+            write_csv(self.history, self.out_dir / "log.csv")
 
     def _train_step(self, lr: float) -> tuple[float, float, int]:
         """One optimizer step at rate `lr`; returns (mean loss over the global batch, grad norm, global tokens)."""
