@@ -1,11 +1,13 @@
 """`fmblocks train` and `fmblocks sample` end to end on tiny files in tmp_path."""
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 
 from fmblocks.cli import main
+from fmblocks.models import PRESETS
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.bpe import train_bpe
 from fmblocks.training.checkpoint import load_checkpoint, read_state
@@ -33,7 +35,7 @@ def test_train_a_tiny_decoder_then_sample(files, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "8") == 0
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "log.csv", "loss.png", "tokenizer.json"]
-    model, config, state = load_checkpoint(out)
+    _, config, state = load_checkpoint(out)
     assert (config.n_layers, config.d_model, config.vocab_size) == (1, 32, 280)
     assert state["step"] == 8 and state["history"][-1]["eval_loss"] is not None
     assert "step 8: train loss" in capsys.readouterr().out
@@ -52,9 +54,12 @@ def test_train_a_tiny_decoder_then_sample(files, tmp_path, capsys) -> None:
     assert len(first.split("\n---\n")) == 2
 
 
-def test_resume_continues_the_run(files, tmp_path, capsys) -> None:
-    out = tmp_path / "run"
-    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "4") == 0
+def test_a_config_file_then_resume_continues_the_run(files, tmp_path, capsys) -> None:
+    out, config = tmp_path / "run", tmp_path / "model.json"
+    fields = {**PRESETS["gpt2-style"], "n_layers": 1, "d_model": 32, "n_heads": 2, "d_ff": 64, "max_len": 16}
+    config.write_text(json.dumps(fields), encoding="utf-8")  # plain ModelConfig fields; vocab_size comes from the tokenizer
+    assert train(files, out, "--config", str(config), "--steps", "4") == 0
+    assert load_checkpoint(out)[1].max_len == 16
     assert main(["train", "--data", str(files["text"]), "--out", str(out), "--steps", "6", "--resume", *FAST]) == 0
     state = read_state(out)
     assert state["step"] == 6 and [row["step"] for row in state["history"]] == [2, 4, 6]

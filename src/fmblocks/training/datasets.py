@@ -11,7 +11,8 @@ sequence length the model must accept; checked against the model's context).
   selected with probability 0.15; a selected token becomes the mask token 80 % of the time, a random
   non-special token 10 %, and stays itself 10 %; "labels" hold the original id at selected positions
   and -100 elsewhere (at least one target per sequence). Masks are drawn from a generator seeded by
-  (seed, epoch, index), so they are reproducible, differ between epochs (RoBERTa's dynamic masking) and do not depend on the batching.
+  (seed, epoch, index), so they are reproducible, differ between epochs (RoBERTa's dynamic masking)
+  and do not depend on the batching or the number of processes.
 - `DictDataset(images=..., labels=...)`: rows of tensors sharing their first dimension.
 
 `ExampleStream(n, seed)` is the order the trainer reads examples in: position p is example
