@@ -18,7 +18,6 @@ map each byte to a printable character, so byte strings can be written in JSON v
 """
 
 import re
-from collections.abc import Callable
 from functools import cache
 
 import regex
@@ -52,20 +51,17 @@ class Splitter:
         self.name = pattern
         self.pattern = SPLIT_PATTERNS.get(pattern, pattern)
         try:
-            compiled = regex.compile(self.pattern)
+            self._full = regex.compile(self.pattern)
         except (regex.error, TypeError) as err:
             known = ", ".join(SPLIT_PATTERNS)
             raise ConfigError(f"split pattern {pattern!r} is neither a known name ({known}) nor a valid regex: {err}") from None
-        if compiled.groups:  # findall would return the groups, not the whole matches
-            self._full: Callable[[str], list[str]] = lambda text: [m[0] for m in compiled.finditer(text)]
-        else:
-            self._full = compiled.findall
-        self._bmp = _bmp_twin(self.pattern).findall if pattern in SPLIT_PATTERNS else None
+        self._bmp = _bmp_twin(self.pattern) if pattern in SPLIT_PATTERNS else None
 
     def __call__(self, text: str) -> list[str]:
         if self._bmp is not None:
-            return self._bmp(text) if text.isascii() or _ASTRAL.search(text) is None else self._full(text)
-        chunks = self._full(text)
+            return (self._bmp if text.isascii() or _ASTRAL.search(text) is None else self._full).findall(text)
+        # with groups in the pattern, findall would return the groups rather than the whole matches
+        chunks = [m[0] for m in self._full.finditer(text)] if self._full.groups else self._full.findall(text)
         if sum(map(len, chunks)) != len(text):
             raise ConfigError(f"split pattern {self.pattern!r} skips characters of {text[:40]!r}...; it must match every character")
         return chunks
