@@ -10,7 +10,7 @@ import sys
 
 from fmblocks.errors import FmblocksError
 
-COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mnist", "ddpm"]
+COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mnist", "explain", "ddpm"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,7 +101,7 @@ def test_train_a_tiny_protein_masked_lm_from_fasta(tmp_path, capsys) -> None:
     assert (config.arch, config.vocab_size, tokenizer.kind) == ("encoder", 33, "protein")
     assert state["history"][-1]["eval_loss"] is not None  # 3 of the 30 sequences held out
     assert main(["sample", "--checkpoint", str(out)]) == 2
-    assert "sampling needs a decoder checkpoint" in capsys.readouterr().err
+    assert "a decoder checkpoint is needed, this one is an encoder" in capsys.readouterr().err
     too_long = write_fasta(tmp_path / "long.fa", ["M" * 70])
     assert main(["train", "--preset", "bert-style", *TINY[:-1], "max_len=64", "--data", str(too_long),
                  "--objective", "mlm", "--out", str(tmp_path / "long"), "--steps", "1", *FAST]) == 2

@@ -120,3 +120,27 @@ def test_page_has_no_external_assets() -> None:
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_default_model_trains_once_then_loads(tmp_path, monkeypatch) -> None:
+    from fmblocks.explainer import default
+
+    model, config, tokenizer = default.default_run(tmp_path / "run", steps=2)
+    assert config.arch == "decoder" and config.vocab_size == tokenizer.vocab_size
+    data = analyze(model, tokenizer, default.DEFAULT_TEXT)
+    assert data["tokens"] == list(default.DEFAULT_TEXT)  # one character per token
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved run should be loaded, not retrained")
+
+    monkeypatch.setattr(default, "train_default", no_training)
+    again, _, _ = default.default_run(tmp_path / "run", steps=2)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor)
+
+
+def test_cli_refuses_a_public_address(capsys) -> None:
+    from fmblocks.cli import main
+
+    assert main(["explain", "--host", "0.0.0.0", "--checkpoint", "nowhere"]) == 2
+    assert "loopback" in capsys.readouterr().err

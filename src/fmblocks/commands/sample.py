@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from fmblocks.errors import CheckpointError, ConfigError, DataError
+from fmblocks.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,25 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmblocks.commands.train import TOKENIZER_FILE
     from fmblocks.generation import generate
-    from fmblocks.tokenizers import load
-    from fmblocks.training.checkpoint import load_checkpoint, resolve_checkpoint
     from fmblocks.training.corpus import END_OF_TEXT, special_id
+    from fmblocks.training.runs import load_run
 
-    directory = resolve_checkpoint(args.checkpoint)
-    model, config, _ = load_checkpoint(directory)
-    if config.arch != "decoder":
-        raise ConfigError(f"{directory}: sampling needs a decoder checkpoint, this one is an {config.arch}")
-    if args.tokenizer:
-        tokenizer = load(args.tokenizer)
-    else:
-        saved = [path for path in (directory / TOKENIZER_FILE, directory.parent / TOKENIZER_FILE) if path.is_file()]
-        if not saved:
-            raise CheckpointError(f"{directory}: no {TOKENIZER_FILE} beside the checkpoint; pass --tokenizer")
-        tokenizer = load(saved[0])
-    if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} ids but the model {config.vocab_size}")
+    model, _, tokenizer = load_run(args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
     ids = list(tokenizer.encode(args.prompt)) if args.prompt else []
     if not ids:
         start = special_id(tokenizer, *END_OF_TEXT)

@@ -24,8 +24,8 @@ import torch
 from fmblocks.errors import CheckpointError, ConfigError
 from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
 from fmblocks.training.config import TrainConfig
+from fmblocks.training.runs import TOKENIZER_FILE
 
-TOKENIZER_FILE = "tokenizer.json"
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
 FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna-kmer"}
 
