@@ -97,9 +97,8 @@ class BPETokenizer(Tokenizer):
         if missing:
             raise ConfigError(f"a byte-level vocabulary needs all 256 single bytes; {len(missing)} missing, e.g. byte {missing[0]}")
         self._specials = dict(special_tokens or {})
-        if not all(s and isinstance(s, str) and isinstance(i, int) and i >= len(self.tokens) for s, i in self._specials.items()) or len(
-            set(self._specials.values())
-        ) != len(self._specials):
+        valid = all(isinstance(s, str) and s and isinstance(i, int) and i >= len(self.tokens) for s, i in self._specials.items())
+        if not valid or len(set(self._specials.values())) != len(self._specials):
             raise ConfigError(f"special tokens need distinct non-empty strings and distinct ids >= {len(self.tokens)}; got {self._specials}")
         self.splitter = Splitter(pattern)
         self._cache = _ChunkCache(self.ranks)
