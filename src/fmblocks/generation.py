@@ -115,7 +115,8 @@ def generate(
         while end < start + max_new_tokens:
             step_input = tokens[:, end - 1 : end] if use_cache and end > start else tokens[:, :end]
             logits = model(step_input, caches=caches, only_last=True).logits[:, -1]  # (B, V)
-            all_logits.append(logits)
+            if return_logits:
+                all_logits.append(logits)
             if temperature == 0:  # greedy: the filters could only keep the argmax
                 next_token = logits.argmax(-1)
             else:
