@@ -60,7 +60,7 @@ def test_vit_needs_whole_patches() -> None:
 
 
 def test_unknown_preset_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="unknown model preset 'gpt5'; known: bert-style, gpt2-style"):
+    with pytest.raises(UnknownNameError, match="unknown model preset 'gpt5'; known: bert-style, esm-style, gpt2-style"):
         preset("gpt5")
 
 

@@ -127,6 +127,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bert-style": dict(arch="encoder", vocab_size=30522, d_model=768, n_layers=12, n_heads=12, d_ff=3072,
                        max_len=512, pos="learned", type_vocab_size=2, norm="layer", norm_first=False, ffn="mlp",
                        activation="gelu", bias=True, tie_embeddings=True, eps=1e-12),
+    # ESM-2 (8M): a protein encoder with RoPE, pre-norm LayerNorm, GELU, a 33-token amino-acid vocabulary.
+    "esm-style": dict(arch="encoder", vocab_size=33, d_model=320, n_layers=6, n_heads=20, d_ff=1280,
+                      max_len=1026, pos="rope", norm="layer", norm_first=True, ffn="mlp", activation="gelu",
+                      bias=True, tie_embeddings=True, eps=1e-5),
     # Original Transformer (base): sinusoidal positions, post-norm, ReLU MLP, cross-attention.
     "transformer-base": dict(arch="encoder-decoder", vocab_size=37000, d_model=512, n_layers=6, n_heads=8,
                              d_ff=2048, max_len=512, pos="sinusoidal", norm="layer", norm_first=False, ffn="mlp",
