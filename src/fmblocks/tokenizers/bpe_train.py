@@ -14,7 +14,9 @@ Tie-break (documented, deterministic): equal counts go to the smaller (left id, 
 merged tokens take ids 256, 257, ... in creation order. Training stops after `n_tokens` new tokens
 or when the best pair is rarer than `min_frequency`. A merge that recreates an existing token (two
 splits of the same bytes) adds no token. These are the rules of HF tokenizers' BpeTrainer, so with
-the same split regex and byte-level alphabet both learn the same merges.
+the same split regex and byte-level alphabet both learn the same merges (tests/reference). One
+difference in reporting only: HF lists such a recreating merge a second time in its merges, while
+`BPETokenizer.merges` names one pair per token.
 """
 
 import heapq
