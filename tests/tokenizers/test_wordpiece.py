@@ -1,0 +1,269 @@
+"""WordPiece: BERT normalisation, greedy longest match, specials, training by likelihood score, files."""
+
+import json
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
+from fmblocks.tokenizers import load
+from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
+from fmblocks.tokenizers.wordpiece import (
+    BERT_SPECIALS, WordPieceTokenizer, count_words, merged_symbol, pair_score, train_wordpiece, word_symbols,
+)
+
+# ---------------------------------------------------------------- normalisation, pre-tokenisation
+
+
+def test_normalize_by_hand() -> None:
+    # lowercase + accents stripped (NFD, minus the combining marks); tab/newline -> space
+    assert bert_normalize("Héllo\tWORLD\n") == "hello world "
+    # control and format characters dropped (NUL, DEL, U+200B zero-width space is Cf)
+    assert bert_normalize("a\x00b\x7fc\u200bd") == "abcd"
+    # CJK ideographs get spaces around them; Hiragana does not, and loses its voicing mark (U+3099
+    # is a combining mark after NFD), as in BERT uncased; cased keeps it
+    assert bert_normalize("日本語です") == " 日  本  語 てす"
+    assert bert_normalize("です", lowercase=False) == "です"
+    # capital sigma always becomes σ, even word-final (str.lower would give ς)
+    assert bert_normalize("ΟΔΟΣ") == "οδοσ"
+    # cased: nothing but cleaning
+    assert bert_normalize("Héllo\x00 W", lowercase=False) == "Héllo W"
+
+
+def test_pre_tokenize_by_hand() -> None:
+    assert bert_pre_tokenize("don't stop,now") == ["don", "'", "t", "stop", ",", "now"]
+    # ASCII symbols count as punctuation for BERT; Unicode P* too (« »); € (Sc) does not
+    assert bert_pre_tokenize("a+b=c «x» 5€") == ["a", "+", "b", "=", "c", "«", "x", "»", "5€"]
+
+
+# ---------------------------------------------------------------- greedy longest match
+
+TOY = [*BERT_SPECIALS, "play", "##ing", "##ed", "##in", "##g", "p", "##l", "##ay", ",", "!"]
+
+
+@pytest.fixture
+def toy() -> WordPieceTokenizer:
+    return WordPieceTokenizer(TOY)
+
+
+def pieces(tok: WordPieceTokenizer, ids: list[int]) -> list[str]:
+    return [tok.vocab[i] for i in ids]
+
+
+def test_greedy_longest_match_by_hand(toy: WordPieceTokenizer) -> None:
+    # "playing": longest prefix in the vocabulary is "play", then "##ing" (not "##in" + "##g")
+    assert pieces(toy, toy.encode("Playing, played!")) == [
+        "[CLS]", "play", "##ing", ",", "play", "##ed", "!", "[SEP]"]
+    # "plx": "p", "##l", then nothing matches "x" -> the whole word is one [UNK]
+    assert pieces(toy, toy.encode("plx play", add_special_tokens=False)) == ["[UNK]", "play"]
+    # "pl" + "##ay" would also spell "play", but greedy takes "play" at once
+    assert pieces(toy, toy.encode("play", add_special_tokens=False)) == ["play"]
+
+
+def test_long_words_are_unknown(toy: WordPieceTokenizer) -> None:
+    word = "play" + "ing" * 32  # 100 characters: still split
+    assert len(word) == 100 and "[UNK]" not in pieces(toy, toy.encode(word, add_special_tokens=False))
+    assert pieces(toy, toy.encode(word + "g", add_special_tokens=False)) == ["[UNK]"]
+
+
+def test_sentence_pairs_and_types(toy: WordPieceTokenizer) -> None:
+    ids, types = toy.encode_with_types("playing", "played!")
+    assert pieces(toy, ids) == ["[CLS]", "play", "##ing", "[SEP]", "play", "##ed", "!", "[SEP]"]
+    assert types == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert toy.encode("playing", "played!") == ids
+
+
+def test_decode_glues_pieces(toy: WordPieceTokenizer) -> None:
+    assert toy.decode(toy.encode("Playing, played!")) == "playing , played !"
+    assert toy.decode(toy.encode("plx")) == "[UNK]"  # [UNK] is kept, framing is dropped
+    with pytest.raises(TokenizerError, match="outside the vocabulary"):
+        toy.decode([len(TOY)])
+
+
+def test_special_tokens_in_text(toy: WordPieceTokenizer) -> None:
+    with pytest.raises(TokenizerError, match=r"\[SEP\]"):
+        toy.encode("play [SEP] play")
+    sep = toy.token_to_id["[SEP]"]
+    assert toy.encode("play[SEP]play", allowed_special="all", add_special_tokens=False) == [5, sep, 5]
+    # as plain text: "[", "sep" (unknown here), "]" - and matching is case-sensitive, like HF
+    assert pieces(toy, toy.encode("[sep]", add_special_tokens=False)) == ["[UNK]", "[UNK]", "[UNK]"]
+    assert pieces(toy, toy.encode("[SEP]", disallowed_special=(), add_special_tokens=False)) == ["[UNK]"] * 3
+
+
+def test_bad_input(toy: WordPieceTokenizer) -> None:
+    with pytest.raises(TokenizerError, match="str"):
+        toy.encode(b"bytes")  # type: ignore[arg-type]
+    no_cls = WordPieceTokenizer(["[UNK]", "a"])
+    assert no_cls.encode("a", add_special_tokens=False) == [1]
+    with pytest.raises(TokenizerError, match=r"\[CLS\]"):
+        no_cls.encode("a")
+    with pytest.raises(TokenizerError, match="no '\\[UNK\\]'"):
+        WordPieceTokenizer(["a"]).encode("b", add_special_tokens=False)
+    with pytest.raises(ConfigError, match="more than once"):
+        WordPieceTokenizer(["a", "a"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60))
+def test_decode_is_the_normalised_words(text: str) -> None:
+    bert = _bert()
+    ids = bert.encode(text, disallowed_special=())
+    if bert.token_to_id["[UNK]"] not in ids:
+        assert bert.decode(ids) == " ".join(bert_pre_tokenize(bert_normalize(text)))
+
+
+def _bert() -> WordPieceTokenizer:
+    global _BERT
+    if _BERT is None:
+        _BERT = load("bert-base-uncased")
+    return _BERT
+
+
+_BERT: WordPieceTokenizer | None = None
+
+
+def test_pretrained_bert_base_uncased() -> None:
+    bert = _bert()
+    assert bert.vocab_size == 30522 and bert.special_tokens == {
+        "[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
+    assert bert.lossless is False
+
+
+# ---------------------------------------------------------------- training
+
+HAND_CORPUS = ["ab ab ab abc bc bc cd"]
+
+
+def test_training_by_hand() -> None:
+    # words: ab x3, abc x1, bc x2, cd x1 -> symbols a ##b | a ##b ##c | b ##c | c ##d
+    # freq: a 4, ##b 4, ##c 3, b 2, c 1, ##d 1
+    # pairs: (a,##b) 4 -> 4/(4*4) = .25   (##b,##c) 1 -> 1/(4*3) = .083
+    #        (b,##c) 2 -> 2/(2*3) = .333  (c,##d)   1 -> 1/(1*1) = 1
+    # min_frequency 2 rules out the count-1 pairs: merge "bc" (.333), then "ab" (.25); then the only
+    # pair left, (ab, ##c), occurs once: stop. Alphabet: every character, "##" forms of inner ones.
+    alphabet = ["##b", "##c", "##d", "a", "b", "c", "d"]
+    tok = train_wordpiece(HAND_CORPUS, 100, progress=False)
+    assert tok.vocab == [*BERT_SPECIALS, *alphabet, "bc", "ab"]
+    # min_frequency 1: (c,##d) scores 1 -> "cd". Then (b,##c) .333 -> "bc". Now ##c has freq 1:
+    # (a,##b) 4/16 = .25 ties with (##b,##c) 1/(4*1) = .25; the more frequent pair wins -> "ab".
+    # Last, (ab,##c) 1/(4*1) -> "abc".
+    tok = train_wordpiece(HAND_CORPUS, 100, min_frequency=1, progress=False)
+    assert tok.vocab == [*BERT_SPECIALS, *alphabet, "cd", "bc", "ab", "abc"]
+    # vocab_size stops training: 12 base tokens + 2 merges
+    assert train_wordpiece(HAND_CORPUS, 14, min_frequency=1, progress=False).vocab[-2:] == ["cd", "bc"]
+    # greedy longest match with the trained vocabulary: "abcd" -> abc ##d; "dcab" -> d ##c, then
+    # neither "##ab" nor "##a" exists -> the whole word is [UNK]
+    assert pieces(tok, tok.encode("abcd dcab", add_special_tokens=False)) == ["abc", "##d", "[UNK]"]
+
+
+def test_helpers_by_hand() -> None:
+    assert word_symbols("abc") == ["a", "##b", "##c"]
+    assert merged_symbol("ab", "##c") == "abc" and merged_symbol("##a", "##b") == "##ab"
+    assert pair_score(2, 2, 3) == pytest.approx(1 / 3)
+    assert count_words(["Hello, hello!"]) == Counter({"hello": 2, ",": 1, "!": 1})
+
+
+def naive_wordpiece(words: Counter[str], vocab_size: int, min_frequency: int) -> list[str]:
+    """The definition, recomputed from scratch every step: best score, then count, then smallest pair."""
+    split = {w: word_symbols(w) for w in words}
+    learned: list[str] = []
+    while len(learned) < vocab_size:
+        symbols: Counter[str] = Counter()
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, parts in split.items():
+            for s in parts:
+                symbols[s] += words[word]
+            for pair in zip(parts, parts[1:]):
+                pairs[pair] += words[word]
+        candidates = [(-pair_score(c, symbols[a], symbols[b]), -c, a, b) for (a, b), c in pairs.items()
+                      if c >= min_frequency]
+        if not candidates:
+            break
+        _, _, a, b = min(candidates)
+        for word, parts in split.items():
+            merged, i = [], 0
+            while i < len(parts):
+                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == (a, b):
+                    merged.append(parts[i] + parts[i + 1][2:])
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            split[word] = merged
+        if (new := merged_symbol(a, b)) not in learned:
+            learned.append(new)
+    return learned
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_incremental_training_matches_the_definition(seed: int) -> None:
+    # random corpora over 3-5 letters: many equal scores, so the tie-break is exercised too
+    rng = random.Random(seed)
+    letters = "abcde"[: 3 + seed % 3]
+    vocabulary = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 8))) for _ in range(40)]
+    words = [" ".join(rng.choice(vocabulary[: rng.randint(1, 40)]) for _ in range(150))]
+    counts = count_words(words)
+    min_frequency = 1 + seed % 2
+    tok = train_wordpiece(words, 10_000, min_frequency=min_frequency, special_tokens=(), progress=False)
+    base = len({c for w in counts for c in w} | {"##" + c for w in counts for c in w[1:]})
+    assert tok.vocab[base:] == naive_wordpiece(counts, 10_000, min_frequency)
+
+
+def test_training_is_deterministic_and_order_free() -> None:
+    docs = [f"line {i}: the quick brown fox number {i * 7} jumps" for i in range(200)]
+    first = train_wordpiece(docs, 120, progress=False)
+    assert train_wordpiece(docs, 120, progress=False).vocab == first.vocab
+    assert train_wordpiece(list(reversed(docs)), 120, progress=False).vocab == first.vocab
+    # every training word is covered by the alphabet: no [UNK]
+    ids = first.encode(" ".join(docs))
+    assert first.token_to_id["[UNK]"] not in ids
+
+
+def test_training_errors() -> None:
+    with pytest.raises(DataError, match="empty"):
+        train_wordpiece(["  \n\t"], 100, progress=False)
+    with pytest.raises(ConfigError, match="too small"):
+        train_wordpiece(HAND_CORPUS, 10, progress=False)
+    with pytest.raises(ConfigError, match="min_frequency"):
+        train_wordpiece(HAND_CORPUS, 100, min_frequency=0, progress=False)
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_save_load_identical_ids(tmp_path) -> None:
+    docs = [f"Übung {i}: naïve café, façade #{i}" for i in range(50)]
+    tok = train_wordpiece(docs, 80, lowercase=False, progress=False)
+    tok.save(tmp_path / "wp.json")
+    again = load(tmp_path / "wp.json")
+    assert isinstance(again, WordPieceTokenizer) and again.lowercase is False
+    text = "Übung 7: naïve Café [x]"
+    assert again.encode(text) == tok.encode(text) and again.vocab == tok.vocab
+
+
+def test_corrupt_files(tmp_path) -> None:
+    path = tmp_path / "wp.json"
+    WordPieceTokenizer(TOY).save(path)
+    document = json.loads(path.read_text())
+    document["config"]["vocab"] = "not a list"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CorruptFileError):
+        load(path)
+    document["config"]["vocab"] = ["a", "a"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(CorruptFileError, match="more than once"):
+        load(path)
+    del document["config"]["lowercase"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(CorruptFileError):
+        load(path)
+    path.write_text('{"format": "fmblocks-tokenizer", "vers')
+    with pytest.raises(CorruptFileError):
+        load(path)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[UNK]\nhello\nhello\n")
+    with pytest.raises(CorruptFileError, match="more than once"):
+        WordPieceTokenizer.from_vocab_file(vocab)
