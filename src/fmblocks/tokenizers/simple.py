@@ -87,6 +87,8 @@ class CharTokenizer(_ListVocabulary):
 
     def encode(self, text: str) -> list[int]:
         """One id per character of `text`."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"the char tokenizer encodes str, got {type(text).__name__}")
         lookup = self.token_to_id
         try:
             return [lookup[c] for c in text]
@@ -96,8 +98,6 @@ class CharTokenizer(_ListVocabulary):
                 raise TokenizerError(f"character {char!r} (U+{ord(char):04X}) at position {position} is not in the "
                                      f"vocabulary and the char tokenizer has no unknown token") from None
             return [lookup.get(c, self.unk_id) for c in text]
-        except TypeError:
-            raise TokenizerError(f"the char tokenizer encodes str, got {type(text).__name__}") from None
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.tokens(ids))
