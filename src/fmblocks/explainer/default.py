@@ -40,7 +40,7 @@ def train_default(out_dir: Path = DEFAULT_RUN, *, steps: int = 400, progress: bo
     config = preset("gpt2-style", vocab_size=tokenizer.vocab_size, d_model=128, n_layers=4, n_heads=4, d_ff=512,
                     max_len=CONTEXT)
     tokenizer.save(Path(out_dir) / TOKENIZER_FILE)
-    train_config = TrainConfig(steps=steps, batch_size=32, lr=2e-3, warmup_steps=40, eval_every=0, eval_batches=4,
+    train_config = TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup_steps=40, eval_every=0, eval_batches=4,
                                progress=progress)
     Trainer(build_model(config), train, config=train_config, eval_data=held_out, model_config=config,
             out_dir=out_dir).fit()

@@ -27,8 +27,8 @@ async function call(path, body) {
   return payload;
 }
 
-function heat(value) {  // 0..1 -> white..blue
-  const v = Math.max(0, Math.min(1, value));
+function heat(value) {  // 0..1 -> white..blue; square-root scale so weights spread over many keys stay visible
+  const v = Math.sqrt(Math.max(0, Math.min(1, value)));
   return `rgb(${Math.round(255 - 197 * v)},${Math.round(255 - 156 * v)},${Math.round(255 - 39 * v)})`;
 }
 
