@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--pattern", default="gpt4", help="bpe: split pattern, gpt2 or gpt4 (default gpt4)")
     train.add_argument("--cased", action="store_true", help="wordpiece: keep case and accents")
     train.add_argument("--max-bytes", type=int, default=5_000_000, help="size of the built-in corpus (default 5 MB)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=run_train)
 
     encode = actions.add_parser("encode", help="text -> token ids")
@@ -78,7 +79,7 @@ def _load(name_or_path: str) -> Tokenizer:
 
 
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int | None, *, min_frequency: int | None = None,
-                    pattern: str = "gpt4", lowercase: bool = True) -> Tokenizer:
+                    pattern: str = "gpt4", lowercase: bool = True, progress: bool = True) -> Tokenizer:
     """Dispatch to the library's trainer for `kind` (bpe, wordpiece, char, word)."""
     if kind == "char":
         from fmblocks.tokenizers.simple import train_char
@@ -90,11 +91,11 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int | None, *, min_
     if kind == "bpe":
         from fmblocks.tokenizers.bpe import train_bpe
 
-        return train_bpe(texts, vocab_size, pattern=pattern, **options)
+        return train_bpe(texts, vocab_size, pattern=pattern, progress=progress, **options)
     if kind == "wordpiece":
         from fmblocks.tokenizers.wordpiece import train_wordpiece
 
-        return train_wordpiece(texts, vocab_size, lowercase=lowercase, **options)
+        return train_wordpiece(texts, vocab_size, lowercase=lowercase, progress=progress, **options)
     if kind == "word":
         from fmblocks.tokenizers.simple import train_word
 
@@ -105,7 +106,7 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int | None, *, min_
 def run_train(args: argparse.Namespace) -> int:
     texts = _texts(args.files, args.max_bytes)
     tokenizer = train_tokenizer(args.kind, texts, args.vocab_size, min_frequency=args.min_frequency,
-                                pattern=args.pattern, lowercase=not args.cased)
+                                pattern=args.pattern, lowercase=not args.cased, progress=not args.no_progress)
     tokenizer.save(args.out)
     print(f"{args.kind} tokenizer with {tokenizer.vocab_size} tokens, trained on "
           f"{sum(len(t.encode('utf-8')) for t in texts):,} bytes, saved to {args.out}")
