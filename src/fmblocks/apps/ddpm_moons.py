@@ -41,7 +41,8 @@ from fmblocks.files import read_json, write_bytes, write_json
 from fmblocks.training import DictDataset, TrainConfig, Trainer, load_weights
 from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
 
-N_CLASSES = 2  # upper moon, lower moon
+N_CLASSES = 2
+MOON_NAMES = ("upper", "lower")  # class 0, class 1
 CONFIG_FORMAT, RUN_FORMAT = "fmblocks-ddpm-moons-config", "fmblocks-ddpm-moons-run"
 CLASS_COLOURS = ("tab:blue", "tab:orange")
 
@@ -165,7 +166,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     ),
     "default": dict(
         model=dict(),
-        train=dict(steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, weight_decay=0.0, eval_every=1000,
+        train=dict(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, weight_decay=0.0, eval_every=1000,
                    eval_batches=8, checkpoint_every=1000),
         n_points=20000,
     ),
@@ -187,10 +188,10 @@ def train(out_dir: str | Path, *, preset_name: str = "default", steps: int | Non
     trainer = Trainer(build_ddpm(config), DictDataset(x0=points, labels=labels), config=train_config,
                       eval_data=DictDataset(x0=eval_points, labels=eval_labels), model_config=config, out_dir=out_dir)
     out_dir = Path(out_dir)
+    if (out_dir / CHECKPOINT_DIR).exists():
+        trainer.resume()  # before run.json is rewritten: a conflicting checkpoint leaves the run as it was
     record = {"preset": preset_name, "steps": train_config.steps, "seed": seed, "noise": noise}
     write_json(out_dir / "run.json", record, fmt=RUN_FORMAT)
-    if (out_dir / CHECKPOINT_DIR).exists():
-        trainer.resume()
     started = time.perf_counter()
     if trainer.step < train_config.steps:
         trainer.fit()
@@ -258,7 +259,7 @@ def plot_samples(data: tuple[torch.Tensor, torch.Tensor], samples: dict[float, t
                       f"accuracy {metrics['accuracy']:.3f}")
         for c in range(N_CLASSES):
             ax.scatter(*points[labels == c].T.numpy(), s=3, c=CLASS_COLOURS[c], linewidths=0,
-                       label=f"class {c} ({'upper' if c == 0 else 'lower'})")
+                       label=f"class {c} ({MOON_NAMES[c]})")
         ax.set_title(title, fontsize=9)
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
