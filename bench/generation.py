@@ -113,12 +113,13 @@ def plot(rows: list[dict], lengths: list[int]) -> None:
     width = 0.8 / len(METHODS)
     for i, method in enumerate(METHODS):
         values = [next(r["tokens_per_s"] for r in rows if r["method"] == method and r["new_tokens"] == n) for n in lengths]
-        ax.bar([x + i * width for x in range(len(lengths))], values, width, label=method)
+        bars = ax.bar([x + i * width for x in range(len(lengths))], values, width, label=method)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
     ax.set_xticks([x + width for x in range(len(lengths))], [f"{n} new tokens" for n in lengths])
     ax.set_yscale("log")
     ax.set_ylabel("tokens / s (CPU, 1 thread)")
     ax.set_title("gpt2-style generation: KV cache vs none vs HF generate")
-    ax.legend()
+    ax.legend(ncols=len(METHODS), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     with atomic_writer(RESULTS / "generation.png") as handle:
         fig.savefig(handle, format="png", dpi=120)
