@@ -70,6 +70,7 @@ class WordPieceTokenizer(Tokenizer):
         names = (unk_token, cls_token, sep_token, pad_token, mask_token)
         self._specials = {t: self.token_to_id[t] for t in names if t in self.token_to_id}
         self._framing = {i for t, i in self._specials.items() if t != unk_token}
+        self._marks = {t[0] for t in self._specials if t}  # text without these has no special token
         self._longest = max(map(len, self.vocab), default=1)
         self._cache: dict[str, tuple[int, ...]] = {}
 
@@ -134,6 +135,10 @@ class WordPieceTokenizer(Tokenizer):
     def _encode_ordinary(self, text: str, allowed_special: Literal["all"] | Collection[str],
                          disallowed_special: Literal["all"] | Collection[str]) -> list[int]:
         """Text without [CLS]/[SEP] framing; specials in the text matched, refused or kept as text."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"WordPiece encodes str, got {type(text).__name__}")
+        if not any(mark in text for mark in self._marks):
+            return self._encode_plain(text)
         allowed = set(self._specials) if allowed_special == "all" else set(allowed_special)
         refused = set(self._specials) if disallowed_special == "all" else set(disallowed_special)
         for token in sorted(refused - allowed):
@@ -160,23 +165,27 @@ class WordPieceTokenizer(Tokenizer):
                allowed_special: Literal["all"] | Collection[str] = (),
                disallowed_special: Literal["all"] | Collection[str] = "all") -> list[int]:
         """Token ids of `text` (and `pair`): [CLS] A [SEP] [B [SEP]] unless add_special_tokens=False."""
-        return self.encode_with_types(text, pair, add_special_tokens=add_special_tokens,
-                                      allowed_special=allowed_special, disallowed_special=disallowed_special)[0]
+        first = self._encode_ordinary(text, allowed_special, disallowed_special)
+        if pair is None:
+            return self._frame(first, None)[0] if add_special_tokens else first
+        second = self._encode_ordinary(pair, allowed_special, disallowed_special)
+        return sum(self._frame(first, second), []) if add_special_tokens else first + second
 
     def encode_with_types(self, text: str, pair: str | None = None, *, add_special_tokens: bool = True,
                           allowed_special: Literal["all"] | Collection[str] = (),
                           disallowed_special: Literal["all"] | Collection[str] = "all"
                           ) -> tuple[list[int], list[int]]:
         """(ids, token_type_ids): type 0 for [CLS] A [SEP], type 1 for B [SEP]."""
-        if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
-            raise TokenizerError(f"WordPiece encodes str, got {type(text).__name__}")
         first = self._encode_ordinary(text, allowed_special, disallowed_special)
         second = [] if pair is None else self._encode_ordinary(pair, allowed_special, disallowed_special)
         if add_special_tokens:
-            cls_id, sep_id = self._special_id(self.cls_token), self._special_id(self.sep_token)
-            first = [cls_id, *first, sep_id]
-            second = [*second, sep_id] if pair is not None else []
+            first, second = self._frame(first, None if pair is None else second)
         return first + second, [0] * len(first) + [1] * len(second)
+
+    def _frame(self, first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
+        """([CLS] first [SEP], second [SEP]) - the second part empty for a single text."""
+        cls_id, sep_id = self._special_id(self.cls_token), self._special_id(self.sep_token)
+        return [cls_id, *first, sep_id], [] if second is None else [*second, sep_id]
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, ids: Sequence[int]) -> str:
