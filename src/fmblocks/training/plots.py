@@ -32,7 +32,7 @@ def plot_losses(history: list[dict[str, Any]], path: str | Path) -> None:
             steps, losses = zip(*points)
             axes.plot(steps, losses, style, label=key.replace("_", " "), markersize=3)
     axes.set_xlabel("step")
-    axes.set_ylabel("cross-entropy (nats)")
+    axes.set_ylabel("loss (the model's .loss: cross-entropy in nats for language models)")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
