@@ -87,13 +87,12 @@ def learn_tokens(chunk_counts: Mapping[str, int], n_tokens: int, *, min_frequenc
         gained: defaultdict[int, set[int]] = defaultdict(set)
         for w in positions:
             word, times = words[w], counts[w]
-            i = 0
-            while True:
-                try:
-                    i = word.index(a, i)
-                except ValueError:
-                    break
+            i, left_to_see = 0, word.count(a)  # occurrences of `a` not yet passed (no ValueError from index)
+            while left_to_see:
+                i = word.index(a, i)
+                left_to_see -= 1
                 if i + 1 < len(word) and word[i + 1] == b:
+                    left_to_see -= a == b  # the merged `b` was an `a` too
                     if i > 0:
                         left = word[i - 1]
                         pair_counts[left << shift | a] -= times
