@@ -11,8 +11,8 @@ encode   for "gpt2" and "cl100k_base", MB/s = UTF-8 megabytes / seconds over all
                             (1 thread) and encode_ordinary_batch (its thread pool)
            HF tokenizers    a tokenizers.Tokenizer from the same files: encode per document
                             (1 thread) and encode_batch (rayon, all cores)
-         identical ids are asserted. Single-thread times are process CPU seconds (robust to other
-         load on the machine), multi-core ones wall seconds; each is the best of `--repeats`.
+         identical ids are asserted. Every run has its wall time; single-thread runs also their
+         process CPU time (robust to other load on the machine); each is the best of `--repeats`.
 train    train_bpe(pattern="gpt4", min_frequency=2) vs HF BpeTrainer with the same split regex and
          settings at each vocab size, each in a fresh subprocess: seconds (CPU for single-threaded
          runs, wall for HF's default thread pool), and peak RSS growth during training (Linux VmHWM,
@@ -75,19 +75,14 @@ def bench_corpus(mb: float) -> list[str]:
     return docs
 
 
-def _timed(fn, clock=time.process_time):
-    start = clock()
-    out = fn()
-    return out, clock() - start
-
-
-def _best(fn, repeats: int, clock=time.process_time):
-    """(result of the last run, best seconds over `repeats` runs)."""
-    best, out = float("inf"), None
+def _best(fn, repeats: int) -> tuple[object, float, float]:
+    """(result of the last run, best CPU seconds of this process, best wall seconds) over `repeats` runs."""
+    out, cpu, wall = None, float("inf"), float("inf")
     for _ in range(repeats):
-        out, seconds = _timed(fn, clock)
-        best = min(best, seconds)
-    return out, best
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        out = fn()
+        cpu, wall = min(cpu, time.process_time() - cpu_start), min(wall, time.perf_counter() - wall_start)
+    return out, cpu, wall
 
 
 def tiktoken_encoding(name: str):
@@ -134,34 +129,35 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
             fresh.append(load(name))
             return [fresh[-1].encode(d) for d in docs]
 
-        expected, tiktoken_1 = _best(lambda: [reference.encode_ordinary(d) for d in docs], repeats)
-        ids, ours_cold = _best(cold, repeats)
-        assert ids == expected, f"{name}: ids differ from tiktoken"
-        _, ours_warm = _best(lambda: [fresh[-1].encode(d) for d in docs], repeats)
-        ids, ours_all = _best(lambda: load(name).encode_batch(docs), repeats, time.perf_counter)
-        assert ids == expected, f"{name}: encode_batch ids differ from tiktoken"
-        _, tiktoken_all = _best(lambda: reference.encode_ordinary_batch(docs), repeats, time.perf_counter)
-        hf_ids, hf_1 = _best(lambda: [hf.encode(d, add_special_tokens=False).ids for d in docs], repeats)
-        assert hf_ids == expected, f"{name}: HF tokenizers ids differ from tiktoken"
-        _, hf_all = _best(lambda: hf.encode_batch(docs, add_special_tokens=False), repeats, time.perf_counter)
-        mbps = {
-            "ours 1 process (cold cache)": megabytes / ours_cold,
-            "ours 1 process (warm cache)": megabytes / ours_warm,
-            f"ours {os.cpu_count()} processes": megabytes / ours_all,
-            "tiktoken 1 thread": megabytes / tiktoken_1,
-            "tiktoken batch": megabytes / tiktoken_all,
-            "HF 1 thread": megabytes / hf_1,
-            "HF batch": megabytes / hf_all,
+        runs = {  # label: (function, runs on one thread)
+            "ours 1 process (cold cache)": (cold, True),
+            "ours 1 process (warm cache)": (lambda: [fresh[-1].encode(d) for d in docs], True),
+            f"ours {os.cpu_count()} processes": (lambda: load(name).encode_batch(docs), False),
+            "tiktoken 1 thread": (lambda: [reference.encode_ordinary(d) for d in docs], True),
+            "tiktoken batch": (lambda: reference.encode_ordinary_batch(docs), False),
+            "HF 1 thread": (lambda: [hf.encode(d, add_special_tokens=False).ids for d in docs], True),
+            "HF batch": (lambda: [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)], False),
         }
+        expected = [reference.encode_ordinary(d) for d in docs]
+        cpu, wall = {}, {}
+        for label, (fn, single) in runs.items():
+            ids, cpu_s, wall_s = _best(fn, repeats)
+            assert ids == expected, f"{name}, {label}: ids differ from tiktoken's"
+            wall[label] = round(megabytes / wall_s, 2)
+            if single:
+                cpu[label] = round(megabytes / cpu_s, 2)
         results[name] = {
-            "MB_per_s": {k: round(v, 2) for k, v in mbps.items()},
-            "ours_cold_vs_tiktoken_1": round(tiktoken_1 / ours_cold, 2),
-            "ours_cold_vs_hf_1": round(hf_1 / ours_cold, 2),
-            "ours_warm_vs_tiktoken_1": round(tiktoken_1 / ours_warm, 2),
-            "ours_warm_vs_hf_1": round(hf_1 / ours_warm, 2),
+            "MB_per_s_cpu": cpu,
+            "MB_per_s_wall": wall,
+            "ratios_cpu": {
+                f"ours {kind} / {other}": round(cpu[f"ours 1 process ({kind} cache)"] / cpu[f"{other} 1 thread"], 2)
+                for kind in ("cold", "warm")
+                for other in ("tiktoken", "HF")
+            },
             "tokens": sum(map(len, expected)),
         }
-        print(f"{name}: " + ", ".join(f"{k} {v:.2f} MB/s" for k, v in mbps.items()), flush=True)
+        print(f"{name}: single thread, CPU time: " + ", ".join(f"{k} {v} MB/s" for k, v in cpu.items()), flush=True)
+        print(f"{name}: wall time: " + ", ".join(f"{k} {v} MB/s" for k, v in wall.items()), flush=True)
     return results
 
 
@@ -235,16 +231,18 @@ def bench_train(mb: float, vocab_sizes: list[int]) -> dict:
 
 
 def plot_encode(ax, result: dict) -> None:
-    labels = list(next(iter(result.values()))["MB_per_s"])
-    width = 0.8 / len(result)
+    labels = list(next(iter(result.values()))["MB_per_s_wall"])
+    width = 0.8 / (2 * len(result))
     for k, (name, entry) in enumerate(result.items()):
-        xs = [i + k * width for i in range(len(labels))]
-        bars = ax.bar(xs, list(entry["MB_per_s"].values()), width, label=name)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks([i + width * (len(result) - 1) / 2 for i in range(len(labels))], labels, rotation=25, ha="right", fontsize=8)
+        for j, clock in enumerate(("cpu", "wall")):
+            values = [entry[f"MB_per_s_{clock}"].get(label, 0.0) for label in labels]
+            xs = [i + (2 * k + j) * width for i in range(len(labels))]
+            bars = ax.bar(xs, values, width, label=f"{name}, {clock} time", alpha=1.0 if clock == "cpu" else 0.5)
+            ax.bar_label(bars, labels=[f"{v:.1f}" if v else "" for v in values], fontsize=6)
+    ax.set_xticks([i + width * (2 * len(result) - 1) / 2 for i in range(len(labels))], labels, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("encode MB/s")
-    ax.set_title("BPE encode throughput (identical ids)")
-    ax.legend()
+    ax.set_title("BPE encode throughput, identical ids (CPU time: single-thread runs only)", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def plot_train(ax, result: dict) -> None:
@@ -282,11 +280,13 @@ def main() -> None:
     results = {
         "corpus": corpus,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
+        "command": " ".join(["python -m bench.tokenizers", *sys.argv[1:]]),
     }
     if "encode" in args.only:
         results["encode"] = bench_encode(docs, args.repeats)
     if "train" in args.only:
         results["train"] = bench_train(args.mb, args.vocab)
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "tokenizers.json", results, fmt="fmblocks-bench")
 
