@@ -20,6 +20,7 @@ A saved file holds the split pattern, the tokens as GPT-2 printable strings, and
 import base64
 import importlib.resources
 import json
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache, cached_property
@@ -159,13 +160,18 @@ class BPETokenizer(Tokenizer):
         """The text of `ids`, special tokens included; TokenizerError for an id outside the vocabulary."""
         table = self._id_to_bytes
         try:
-            data = b"".join(map(table.__getitem__, ids))  # type: ignore[arg-type]
-            if min(ids, default=0) < 0:
-                raise IndexError
-        except (IndexError, TypeError):
-            bad = next(i for i in ids if not isinstance(i, int) or not 0 <= i < len(table) or table[i] is None)
-            raise TokenizerError(f"id {bad!r} is not in this BPE vocabulary (ids 0..{len(table) - 1}, gaps excluded)") from None
-        return data.decode("utf-8", errors="replace")
+            if min(ids, default=0) >= 0:
+                return b"".join(map(table.__getitem__, ids)).decode("utf-8", errors="replace")  # type: ignore[arg-type]
+        except (IndexError, TypeError):  # past the end, a gap (None), or not an integer
+            pass
+        bad = next(i for i in ids if not self._known_id(i))
+        raise TokenizerError(f"id {bad!r} is not in this BPE vocabulary (ids 0..{len(table) - 1}, gaps excluded)")
+
+    def _known_id(self, i: Any) -> bool:
+        try:
+            return operator.index(i) >= 0 and self._id_to_bytes[i] is not None
+        except (TypeError, IndexError):
+            return False
 
     def to_dict(self) -> dict[str, Any]:
         return {
