@@ -242,7 +242,7 @@ def model_costs(
     d, n = config.d_model, batch * t
     spec = _block_spec(config)
     if config.arch == "vit":
-        costs = [linear_cost("patch_embed", config.channels * config.patch_size**2, d, batch * (t - 1), bias=True,
+        costs = [linear_cost("patch_embed.proj", config.channels * config.patch_size**2, d, batch * (t - 1), bias=True,
                              symbols=("C·p²", "d", "B(T-1)")),
                  Cost("cls_token", d, 0, "d", "0")]
         costs += _position_costs("positions", config, t, "T")

@@ -1,4 +1,4 @@
-"""ViT: the patch embedding is a stride-P convolution, intermediates, bad images, and MNIST accuracy."""
+"""ViT: patch tokens in raster order, conv patch-embedding weights, intermediates, bad images, MNIST accuracy."""
 
 import time
 
@@ -8,31 +8,32 @@ import torch
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ShapeError
 from fmblocks.models import build_model, preset
-from fmblocks.models.vit import image_patches
+from fmblocks.tokenizers.image import PatchEmbed
 from fmblocks.training import DictDataset, TrainConfig, Trainer
 
 MNIST_ACCURACY = 0.85  # stated target: >= 85 % test accuracy on the shipped digits
 MNIST_CPU_SECONDS = 30.0  # within 30 s of single-threaded CPU time (process time: robust to a busy machine)
 
 
-def test_patches_hand_worked() -> None:
+def test_patch_tokens_hand_worked() -> None:
+    model = build_model(preset("vit-tiny", image_size=4, patch_size=2, max_len=5))
+    with torch.no_grad():  # patch token = its 4 pixels in dims 0..3, no class token or positions
+        model.patch_embed.proj.weight.copy_(torch.eye(64, 4))  # (D, P*P*C)
+        model.patch_embed.proj.bias.zero_()
+        model.positions.embedding.weight.zero_()
     image = torch.arange(16.0).reshape(1, 1, 4, 4)  # pixel (r, c) = 4 r + c
-    patches = image_patches(image, 2)
-    assert patches.shape == (1, 4, 4)
-    assert patches[0, 0].tolist() == [0, 1, 4, 5]  # top-left patch, row by row
-    assert patches[0, 1].tolist() == [2, 3, 6, 7]  # top-right
-    assert patches[0, 3].tolist() == [10, 11, 14, 15]  # bottom-right
+    tokens = model(image, return_intermediates=True).intermediates["embeddings"][0, 1:, :4]  # (N, 4)
+    assert tokens.tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]  # row by row
 
 
-def test_patch_embedding_equals_a_strided_convolution() -> None:
+def test_patch_embedding_loads_strided_convolution_weights() -> None:
     model = build_model(preset("vit-tiny", channels=3, image_size=14, max_len=5))
+    assert isinstance(model.patch_embed, PatchEmbed)
+    conv = torch.nn.Conv2d(3, 64, kernel_size=7, stride=7)  # how pretrained ViTs store the patch embedding
+    model.patch_embed.load_state_dict(PatchEmbed.from_conv(conv).state_dict())
     images = torch.randn(2, 3, 14, 14)
-    conv = torch.nn.Conv2d(3, 64, kernel_size=7, stride=7)
-    with torch.no_grad():
-        conv.weight.copy_(model.patch_embed.weight.reshape(64, 3, 7, 7))  # (D, C*P*P) -> (D, C, P, P)
-        conv.bias.copy_(model.patch_embed.bias)
     expected = conv(images).flatten(2).transpose(1, 2)  # (B, D, 2, 2) -> (B, 4, D)
-    torch.testing.assert_close(model.patch_embed(image_patches(images, 7)), expected)
+    torch.testing.assert_close(model.patch_embed(images), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_outputs_and_intermediates() -> None:

@@ -1,12 +1,13 @@
 """Vision Transformer (Dosovitskiy et al., 2020): an image is a sequence of patch tokens.
 
-    patches = split (B, C, H, W) into N = (H/P)(W/P) patches of C*P*P values      (B, N, C*P*P)
-    x = [cls; patches W_patch + b] + pos                                          (B, N + 1, D)
-    logits = head(BlockStack(x)[:, 0])                                            (B, n_classes)
+    patches = patchify(images, P)              N = (H/P)(W/P) patches of P*P*C values   (B, N, P*P*C)
+    x = [cls; patches W_patch + b] + pos                                                (B, N + 1, D)
+    logits = head(BlockStack(x)[:, 0])                                                  (B, n_classes)
 
-The patch embedding is a linear projection of the flattened patches; with W_patch reshaped to
-(D, C, P, P) it is exactly a Conv2d of kernel P and stride P. The class token's final state is the
-image representation. Patches are read row by row, each flattened channel-major (C, P, P).
+The patch embedding is fmblocks.tokenizers.image.PatchEmbed (`patch_embed.proj` holds W_patch, b):
+patches are read row by row, each flattened channel last as (P, P, C), and the projection is exactly
+a Conv2d of kernel P and stride P (`PatchEmbed.from_conv` / `to_conv` convert the weights). The
+class token's final state is the image representation.
 Limits: square images of exactly config.image_size with config.channels channels, float pixels.
 """
 
@@ -18,15 +19,7 @@ from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
 from fmblocks.models.stack import BlockStack, embedding_norm, init_weights, lm_loss
-
-
-def image_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, N, C*P*P), patches in row-major order, each flattened as (C, P, P)."""
-    b, c, h, w = images.shape
-    p = patch_size
-    x = images.reshape(b, c, h // p, p, w // p, p)  # (B, C, H/P, P, W/P, P)
-    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, H/P, W/P, C, P, P)
-    return x.reshape(b, (h // p) * (w // p), c * p * p)  # (B, N, C*P*P)
+from fmblocks.tokenizers.image import PatchEmbed
 
 
 class ViT(nn.Module):
@@ -35,7 +28,7 @@ class ViT(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.patch_embed = nn.Linear(config.channels * config.patch_size**2, config.d_model)
+        self.patch_embed = PatchEmbed(config.patch_size, config.channels, config.d_model)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
         self.positions = ADDITIVE_POSITIONS.get(config.pos)(config.n_patches + 1, config.d_model)
         self.norm = embedding_norm(config)
@@ -52,7 +45,7 @@ class ViT(nn.Module):
             raise ShapeError(f"images must be (B, {c}, {size}, {size}), got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ShapeError(f"images must be floating point (e.g. pixels / 255), got {images.dtype}")
-        tokens = self.patch_embed(image_patches(images, self.config.patch_size))  # (B, N, D)
+        tokens = self.patch_embed(images)  # (B, C, H, W) -> (B, N, D)
         cls = self.cls_token.expand(len(images), -1, -1)  # (B, 1, D)
         positions = torch.arange(tokens.shape[1] + 1, device=images.device)  # (N + 1,)
         x = self.dropout(self.norm(torch.cat([cls, tokens], dim=1) + self.positions(positions)))
