@@ -12,7 +12,10 @@ Fields (the names are the team contract):
                  Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings instead.
   ffn            "mlp" | "swiglu" | "geglu";  activation: "relu" | "gelu" | "gelu_tanh" | "silu" (for "mlp")
   attention      the attention core: "sdpa" | "math" | "chunked" | "sparse" | "linear"
-  n_kv_heads     grouped-query attention (None = n_heads); bias: biases in linear layers and norms
+  n_kv_heads     grouped-query attention (None = n_heads)
+  bias           biases in the blocks' linear layers (attention projections, feed-forward) and the encoder's
+                 MLM head; LayerNorm always keeps its bias (RMSNorm has none), the ViT's patch embedding and
+                 head always have one, the decoders' lm_head never
   dropout, eps, rope_base, tie_embeddings (output projection shares the token embedding matrix)
   type_vocab_size  BERT segment embeddings (0 = none)
   n_classes, image_size, patch_size, channels   ViT classification
