@@ -320,15 +320,16 @@ class _Merger:
         """Queue the pairs with `symbol` that score at least the heap top; a marker bounds the others."""
         self.scans[symbol] += 1
         top = -self.heap[0][0] if self.heap else 0.0
-        rest = 0.0
-        for pair in self.touching.get(symbol, ()):
-            count = self.pairs[pair]
+        pairs, symbols, heap, rest = self.pairs, self.symbols, self.heap, 0.0
+        for a, b in self.touching.get(symbol, ()):  # the hot loop of late training: kept inline
+            count = pairs[a, b]
             if count >= self.min_frequency:
-                score = pair_score(count, self.symbols[pair[0]], self.symbols[pair[1]])
+                count_a, count_b = symbols[a], symbols[b]
+                score = count / (count_a * count_b)  # pair_score
                 if score >= top:
-                    heapq.heappush(self.heap, self._entry(pair, count))
-                else:
-                    rest = max(rest, score)
+                    heapq.heappush(heap, (-score, -count, a, b, count_a, count_b))
+                elif score > rest:
+                    rest = score
         if rest:
             self._push_marker(symbol, rest)
 
