@@ -3,6 +3,7 @@
 import json
 import random
 from collections import Counter
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -115,14 +116,9 @@ def test_decode_is_the_normalised_words(text: str) -> None:
         assert bert.decode(ids) == " ".join(bert_pre_tokenize(bert_normalize(text)))
 
 
+@cache
 def _bert() -> WordPieceTokenizer:
-    global _BERT
-    if _BERT is None:
-        _BERT = load("bert-base-uncased")
-    return _BERT
-
-
-_BERT: WordPieceTokenizer | None = None
+    return load("bert-base-uncased")
 
 
 def test_pretrained_bert_base_uncased() -> None:
@@ -130,6 +126,12 @@ def test_pretrained_bert_base_uncased() -> None:
     assert bert.vocab_size == 30522 and bert.special_tokens == {
         "[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
     assert bert.lossless is False
+
+
+def test_encode_batch_over_processes() -> None:
+    tok = train_wordpiece(["the quick brown fox jumps over the lazy dog"] * 3, 60, progress=False)
+    texts = [f"the {i} quick dogs" for i in range(40)]
+    assert tok.encode_batch(texts, workers=2) == [tok.encode(t) for t in texts]
 
 
 # ---------------------------------------------------------------- training

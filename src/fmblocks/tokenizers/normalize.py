@@ -2,8 +2,9 @@
 
 Normalisation (`bert_normalize`), in this order, character by character:
 
-1. clean: drop U+0000, U+FFFD and every "other" character (Unicode categories Cc, Cf, Cs, Co, Cn)
-   except tab, newline and carriage return; turn every whitespace character into a space;
+1. clean: drop U+0000, U+FFFD and the control, format, surrogate and private-use characters
+   (categories Cc, Cf, Cs, Co) except tab, newline and carriage return; unassigned code points
+   stay; every whitespace character becomes a space;
 2. CJK: put a space on both sides of each CJK ideograph, so each becomes its own word;
 3. strip accents (when lowercasing): decompose (NFD) and drop the non-spacing marks (category Mn),
    "café" -> "cafe";
@@ -14,11 +15,14 @@ Pre-tokenisation (`bert_pre_tokenize`) splits the normalised text on whitespace 
 punctuation character (ASCII punctuation, or any Unicode category P*) a word of its own:
 "don't stop" -> ["don", "'", "t", "stop"].
 
-This is the behaviour of Google's BERT and HF `tokenizers`' BertNormalizer + BertPreTokenizer.
+This is the behaviour of HF `tokenizers`' BertNormalizer + BertPreTokenizer (the reference the
+tests compare against), which follows Google's BERT except that it leaves unassigned characters
+in and its CJK ranges skip U+2B820..U+2B91F; we do the same.
 Speed: ASCII goes through one `bytes.translate`; only runs of non-ASCII characters, and chunks
-with punctuation, take the per-character path (both cached). Limits: character classes come from Python's `unicodedata` (Unicode
-14.0 on Python 3.11); a reference built on another Unicode version can disagree on characters
-assigned in between.
+with punctuation, take the per-character path (both cached).
+Limits: character classes come from Python's `unicodedata` (Unicode 14.0 on Python 3.11); HF's
+Rust crates use other Unicode versions, so they disagree on a few hundred code points of scripts
+added after Unicode 9 (e.g. U+0890..U+089F, a format character here, is kept there).
 """
 
 import re
