@@ -164,7 +164,7 @@ def test_bad_config() -> None:
         train_bpe(["abc"], 257, special_tokens=["<a>", "<b>"], progress=False)
     with pytest.raises(ConfigError, match="neither a known name"):
         train_bpe(["abc"], 300, pattern="(unclosed", progress=False)
-    with pytest.raises(ConfigError, match="must match every character"):
+    with pytest.raises(ConfigError, match="must match every one"):
         train_bpe(["abc def"], 300, pattern=r"\w+", progress=False)
     with pytest.raises(ConfigError, match="distinct"):
         train_bpe(["abc"], 300, special_tokens=["<a>", "<a>"], progress=False)

@@ -47,7 +47,8 @@ def bpe_merge(data: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
     """
     get = ranks.get
     parts = list(map(_SINGLE_BYTES.__getitem__, data))
-    pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))  # rank of parts[i] + parts[i + 1]
+    # pair_ranks[i]: the rank of parts[i] + parts[i + 1]
+    pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))
     while pair_ranks:
         best = min(pair_ranks)
         if best == _NO_MERGE:
@@ -73,7 +74,8 @@ class _ChunkCache(dict[str, tuple[int, ...]]):
         try:
             data = chunk.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise TokenizerError(f"text is not valid Unicode: lone surrogate {chunk[err.start]!r} in {chunk!r}") from None
+            bad = chunk[err.start]
+            raise TokenizerError(f"text is not valid Unicode: lone surrogate {bad!r} in {chunk!r}") from None
         whole = self.ranks.get(data)
         ids = (whole,) if whole is not None else tuple(map(self.ranks.__getitem__, bpe_merge(data, self.ranks)))
         if len(self) >= CACHE_LIMIT:
@@ -89,18 +91,21 @@ class BPETokenizer(Tokenizer):
     kind = "bpe"
     lossless = True
 
-    def __init__(self, tokens: Sequence[bytes], *, pattern: str = "gpt4", special_tokens: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, tokens: Sequence[bytes], *, pattern: str = "gpt4", special_tokens: Mapping[str, int] | None = None
+    ) -> None:
         self.tokens = list(tokens)
         self.ranks = {token: rank for rank, token in enumerate(self.tokens)}
         if len(self.ranks) != len(self.tokens):
             raise ConfigError(f"BPE tokens must be distinct; {len(self.tokens) - len(self.ranks)} are repeated")
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
-            raise ConfigError(f"a byte-level vocabulary needs all 256 single bytes; {len(missing)} missing, e.g. byte {missing[0]}")
+            raise ConfigError(f"a byte-level vocabulary needs all 256 single bytes; {len(missing)} missing ({missing[:5]}...)")
         self._specials = dict(special_tokens or {})
-        valid = all(isinstance(s, str) and s and isinstance(i, int) and i >= len(self.tokens) for s, i in self._specials.items())
+        n = len(self.tokens)
+        valid = all(isinstance(s, str) and s and isinstance(i, int) and i >= n for s, i in self._specials.items())
         if not valid or len(set(self._specials.values())) != len(self._specials):
-            raise ConfigError(f"special tokens need distinct non-empty strings and distinct ids >= {len(self.tokens)}; got {self._specials}")
+            raise ConfigError(f"special tokens need distinct non-empty names and distinct ids >= {n}; got {self._specials}")
         self.splitter = Splitter(pattern)
         self._cache = _ChunkCache(self.ranks)
         specials_first = sorted(self._specials, key=len, reverse=True)  # the longest match wins
@@ -212,7 +217,8 @@ def train_bpe(
         raise ConfigError(f"min_frequency must be >= 0, got {min_frequency}")
     splitter = Splitter(pattern)
     chunk_counts = count_chunks(texts, splitter, specials, progress=progress)
-    merged = learn_tokens(chunk_counts, vocab_size - 256 - len(specials), min_frequency=min_frequency, progress=progress)
+    n_merged = vocab_size - 256 - len(specials)
+    merged = learn_tokens(chunk_counts, n_merged, min_frequency=min_frequency, progress=progress)
     tokens = [bytes([b]) for b in BYTE_ORDER] + merged
     return BPETokenizer(tokens, pattern=pattern, special_tokens={s: len(tokens) + i for i, s in enumerate(specials)})
 
@@ -227,7 +233,13 @@ def gpt2() -> BPETokenizer:
 @PRETRAINED.register("cl100k_base")
 def cl100k_base() -> BPETokenizer:
     """GPT-4's cl100k_base vocabulary (100,256 ranks + 5 specials, 100,277 ids)."""
-    specials = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+    specials = {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    }
     return BPETokenizer(_tiktoken_file("tiktoken_ext", "cl100k_base.tiktoken"), pattern="gpt4", special_tokens=specials)
 
 

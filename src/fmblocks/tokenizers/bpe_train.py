@@ -49,7 +49,9 @@ def count_chunks(
     return counts
 
 
-def learn_tokens(chunk_counts: Mapping[str, int], n_tokens: int, *, min_frequency: int = 2, progress: bool = True) -> list[bytes]:
+def learn_tokens(
+    chunk_counts: Mapping[str, int], n_tokens: int, *, min_frequency: int = 2, progress: bool = True
+) -> list[bytes]:
     """Up to `n_tokens` merged tokens (byte strings) in merge order; see the module docstring."""
     words = [list(chunk.encode("utf-8").translate(_TO_BASE_ID)) for chunk in chunk_counts]
     counts = list(chunk_counts.values())

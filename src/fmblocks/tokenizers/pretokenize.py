@@ -26,7 +26,10 @@ from fmblocks.errors import ConfigError
 
 SPLIT_PATTERNS = {
     "gpt2": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
-    "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "gpt4": (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+        r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    ),
 }
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
@@ -39,7 +42,8 @@ def _printable(byte: int) -> bool:
 
 # GPT-2's map: printable bytes stand for themselves, the other 68 take the characters from U+0100 on.
 _OTHER_BYTES = [b for b in range(256) if not _printable(b)]
-byte_to_char: dict[int, str] = {b: chr(b) for b in range(256) if _printable(b)} | {b: chr(256 + i) for i, b in enumerate(_OTHER_BYTES)}
+byte_to_char: dict[int, str] = {b: chr(b) for b in range(256) if _printable(b)}
+byte_to_char |= {b: chr(256 + i) for i, b in enumerate(_OTHER_BYTES)}
 char_to_byte: dict[str, int] = {c: b for b, c in byte_to_char.items()}
 BYTE_ORDER = bytes(sorted(range(256), key=lambda b: ord(byte_to_char[b])))  # printable bytes first
 
@@ -54,7 +58,7 @@ class Splitter:
             self._full = regex.compile(self.pattern)
         except (regex.error, TypeError) as err:
             known = ", ".join(SPLIT_PATTERNS)
-            raise ConfigError(f"split pattern {pattern!r} is neither a known name ({known}) nor a valid regex: {err}") from None
+            raise ConfigError(f"split pattern {pattern!r} is neither a known name ({known}) nor a regex ({err})") from None
         self._bmp = _bmp_twin(self.pattern) if pattern in SPLIT_PATTERNS else None
 
     def __call__(self, text: str) -> list[str]:
@@ -63,7 +67,7 @@ class Splitter:
         # with groups in the pattern, findall would return the groups rather than the whole matches
         chunks = [m[0] for m in self._full.finditer(text)] if self._full.groups else self._full.findall(text)
         if sum(map(len, chunks)) != len(text):
-            raise ConfigError(f"split pattern {self.pattern!r} skips characters of {text[:40]!r}...; it must match every character")
+            raise ConfigError(f"split pattern {self.pattern!r} skips characters in {text[:40]!r}; it must match every one")
         return chunks
 
 
@@ -76,7 +80,7 @@ def _bmp_twin(pattern: str) -> re.Pattern[str]:
         if token in classes:
             out.append(classes[token] if in_class else f"[{classes[token]}]")
         elif token == r"\S":
-            out.append(f"[^{classes[chr(92) + 's']}]")
+            out.append("[^" + classes[r"\s"] + "]")
         elif token == "$" and not in_class:
             out.append(r"\Z")  # `$` of `regex` also matches before a final newline; `\s++` makes that moot
         else:
