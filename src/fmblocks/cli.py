@@ -14,16 +14,12 @@ COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mn
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fmblocks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fmblocks", description="The building blocks of transformer foundation models: tokenize, build, train, "
+        "sample, measure and look inside.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"fmblocks.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"fmblocks.commands.{name}":
-                raise
-            continue  # command not built yet
-        module.register(subparsers)
+        importlib.import_module(f"fmblocks.commands.{name}").register(subparsers)
     return parser
 
 

@@ -11,10 +11,6 @@ from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer, load
 # Every module that registers a tokenizer kind or a pretrained name.
 _MODULES = ["simple", "bpe", "wordpiece", "image", "vq", "bio"]
 for _name in _MODULES:
-    try:
-        importlib.import_module(f"fmblocks.tokenizers.{_name}")
-    except ModuleNotFoundError as _err:  # module not written yet
-        if _err.name != f"fmblocks.tokenizers.{_name}":
-            raise
+    importlib.import_module(f"fmblocks.tokenizers.{_name}")
 
 __all__ = ["PRETRAINED", "TOKENIZERS", "Tokenizer", "load"]
