@@ -1,8 +1,6 @@
-"""WordPiece: BERT normalisation, greedy longest match, specials, training by likelihood score, files."""
+"""WordPiece: BERT normalisation, greedy longest match, specials, pretrained vocabulary, files."""
 
 import json
-import random
-from collections import Counter
 from functools import cache
 
 import pytest
@@ -12,9 +10,7 @@ from hypothesis import strategies as st
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
-from fmblocks.tokenizers.wordpiece import (
-    BERT_SPECIALS, WordPieceTokenizer, count_words, merged_symbol, pair_score, train_wordpiece, word_symbols,
-)
+from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, WordPieceTokenizer, train_wordpiece
 
 # ---------------------------------------------------------------- normalisation, pre-tokenisation
 
@@ -132,105 +128,6 @@ def test_encode_batch_over_processes() -> None:
     tok = train_wordpiece(["the quick brown fox jumps over the lazy dog"] * 3, 60, progress=False)
     texts = [f"the {i} quick dogs" for i in range(40)]
     assert tok.encode_batch(texts, workers=2) == [tok.encode(t) for t in texts]
-
-
-# ---------------------------------------------------------------- training
-
-HAND_CORPUS = ["ab ab ab abc bc bc cd"]
-
-
-def test_training_by_hand() -> None:
-    # words: ab x3, abc x1, bc x2, cd x1 -> symbols a ##b | a ##b ##c | b ##c | c ##d
-    # freq: a 4, ##b 4, ##c 3, b 2, c 1, ##d 1
-    # pairs: (a,##b) 4 -> 4/(4*4) = .25   (##b,##c) 1 -> 1/(4*3) = .083
-    #        (b,##c) 2 -> 2/(2*3) = .333  (c,##d)   1 -> 1/(1*1) = 1
-    # min_frequency 2 rules out the count-1 pairs: merge "bc" (.333), then "ab" (.25); then the only
-    # pair left, (ab, ##c), occurs once: stop. Alphabet: every character, "##" forms of inner ones.
-    alphabet = ["##b", "##c", "##d", "a", "b", "c", "d"]
-    tok = train_wordpiece(HAND_CORPUS, 100, progress=False)
-    assert tok.vocab == [*BERT_SPECIALS, *alphabet, "bc", "ab"]
-    # min_frequency 1: (c,##d) scores 1 -> "cd". Then (b,##c) .333 -> "bc". Now ##c has freq 1:
-    # (a,##b) 4/16 = .25 ties with (##b,##c) 1/(4*1) = .25; the more frequent pair wins -> "ab".
-    # Last, (ab,##c) 1/(4*1) -> "abc".
-    tok = train_wordpiece(HAND_CORPUS, 100, min_frequency=1, progress=False)
-    assert tok.vocab == [*BERT_SPECIALS, *alphabet, "cd", "bc", "ab", "abc"]
-    # vocab_size stops training: 12 base tokens + 2 merges
-    assert train_wordpiece(HAND_CORPUS, 14, min_frequency=1, progress=False).vocab[-2:] == ["cd", "bc"]
-    # greedy longest match with the trained vocabulary: "abcd" -> abc ##d; "dcab" -> d ##c, then
-    # neither "##ab" nor "##a" exists -> the whole word is [UNK]
-    assert pieces(tok, tok.encode("abcd dcab", add_special_tokens=False)) == ["abc", "##d", "[UNK]"]
-
-
-def test_helpers_by_hand() -> None:
-    assert word_symbols("abc") == ["a", "##b", "##c"]
-    assert merged_symbol("ab", "##c") == "abc" and merged_symbol("##a", "##b") == "##ab"
-    assert pair_score(2, 2, 3) == pytest.approx(1 / 3)
-    assert count_words(["Hello, hello!"]) == Counter({"hello": 2, ",": 1, "!": 1})
-
-
-def naive_wordpiece(words: Counter[str], vocab_size: int, min_frequency: int) -> list[str]:
-    """The definition, recomputed from scratch every step: best score, then count, then smallest pair."""
-    split = {w: word_symbols(w) for w in words}
-    learned: list[str] = []
-    while len(learned) < vocab_size:
-        symbols: Counter[str] = Counter()
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, parts in split.items():
-            for s in parts:
-                symbols[s] += words[word]
-            for pair in zip(parts, parts[1:]):
-                pairs[pair] += words[word]
-        candidates = [(-pair_score(c, symbols[a], symbols[b]), -c, a, b) for (a, b), c in pairs.items()
-                      if c >= min_frequency]
-        if not candidates:
-            break
-        _, _, a, b = min(candidates)
-        for word, parts in split.items():
-            merged, i = [], 0
-            while i < len(parts):
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == (a, b):
-                    merged.append(parts[i] + parts[i + 1][2:])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            split[word] = merged
-        if (new := merged_symbol(a, b)) not in learned:
-            learned.append(new)
-    return learned
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_incremental_training_matches_the_definition(seed: int) -> None:
-    # random corpora over 3-5 letters: many equal scores, so the tie-break is exercised too
-    rng = random.Random(seed)
-    letters = "abcde"[: 3 + seed % 3]
-    vocabulary = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 8))) for _ in range(40)]
-    words = [" ".join(rng.choice(vocabulary[: rng.randint(1, 40)]) for _ in range(150))]
-    counts = count_words(words)
-    min_frequency = 1 + seed % 2
-    tok = train_wordpiece(words, 10_000, min_frequency=min_frequency, special_tokens=(), progress=False)
-    base = len({c for w in counts for c in w} | {"##" + c for w in counts for c in w[1:]})
-    assert tok.vocab[base:] == naive_wordpiece(counts, 10_000, min_frequency)
-
-
-def test_training_is_deterministic_and_order_free() -> None:
-    docs = [f"line {i}: the quick brown fox number {i * 7} jumps" for i in range(200)]
-    first = train_wordpiece(docs, 120, progress=False)
-    assert train_wordpiece(docs, 120, progress=False).vocab == first.vocab
-    assert train_wordpiece(list(reversed(docs)), 120, progress=False).vocab == first.vocab
-    # every training word is covered by the alphabet: no [UNK]
-    ids = first.encode(" ".join(docs))
-    assert first.token_to_id["[UNK]"] not in ids
-
-
-def test_training_errors() -> None:
-    with pytest.raises(DataError, match="empty"):
-        train_wordpiece(["  \n\t"], 100, progress=False)
-    with pytest.raises(ConfigError, match="too small"):
-        train_wordpiece(HAND_CORPUS, 10, progress=False)
-    with pytest.raises(ConfigError, match="min_frequency"):
-        train_wordpiece(HAND_CORPUS, 100, min_frequency=0, progress=False)
 
 
 # ---------------------------------------------------------------- files

