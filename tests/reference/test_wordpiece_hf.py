@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from fmblocks.data.text import builtin_corpus
 from fmblocks.tokenizers import load
-from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, count_words, train_wordpiece, word_symbols
+from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, train_wordpiece
+from fmblocks.tokenizers.wordpiece_train import count_words, word_symbols
 
 tokenizers = pytest.importorskip("tokenizers")
 
