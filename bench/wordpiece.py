@@ -33,7 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.tokenizers import _best, _memory_mb  # noqa: E402
+from bench.tokenizers import _best, _memory_mb  # noqa: E402  (CPU-time best-of-n, /proc memory)
 from fmblocks.data.text import builtin_corpus  # noqa: E402
 from fmblocks.files import atomic_writer, write_json  # noqa: E402
 from fmblocks.tokenizers import load  # noqa: E402
@@ -122,10 +122,10 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
             fresh.append(load("bert-base-uncased"))
             return [fresh[-1].encode(t, disallowed_special=()) for t in texts]
 
-        expected, hf_1 = _best(lambda: [hf.encode(t).ids for t in texts], repeats)
-        ids, ours_cold = _best(cold, repeats)
+        expected, hf_1, _ = _best(lambda: [hf.encode(t).ids for t in texts], repeats)
+        ids, ours_cold, _ = _best(cold, repeats)
         assert ids == expected, f"per {unit}: ids differ from HF tokenizers"
-        _, ours_warm = _best(lambda: [fresh[-1].encode(t, disallowed_special=()) for t in texts], repeats)
+        _, ours_warm, _ = _best(lambda: [fresh[-1].encode(t, disallowed_special=()) for t in texts], repeats)
         mbps = {"ours (cold cache)": megabytes / ours_cold, "ours (warm cache)": megabytes / ours_warm,
                 "HF 1 thread": megabytes / hf_1}
         results[unit] = {"MB_per_s": {k: round(v, 2) for k, v in mbps.items()},
