@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
+from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
 from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, WordPieceTokenizer, train_wordpiece
