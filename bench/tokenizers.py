@@ -45,6 +45,7 @@ from fmblocks.files import atomic_writer, write_json  # noqa: E402
 from fmblocks.tokenizers import load  # noqa: E402
 from fmblocks.tokenizers.bpe import BPETokenizer, train_bpe  # noqa: E402
 from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS, byte_to_char  # noqa: E402
+from bench.measure import best_of, memory_mb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC_FILES = (".md", ".txt")
@@ -73,16 +74,6 @@ def bench_corpus(mb: float) -> list[str]:
         seen.add(digest)
         size += len(data)
     return docs
-
-
-def _best(fn, repeats: int) -> tuple[object, float, float]:
-    """(result of the last run, best CPU seconds of this process, best wall seconds) over `repeats` runs."""
-    out, cpu, wall = None, float("inf"), float("inf")
-    for _ in range(repeats):
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        out = fn()
-        cpu, wall = min(cpu, time.process_time() - cpu_start), min(wall, time.perf_counter() - wall_start)
-    return out, cpu, wall
 
 
 def tiktoken_encoding(name: str):
@@ -141,7 +132,7 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
         expected = [reference.encode_ordinary(d) for d in docs]
         cpu, wall = {}, {}
         for label, (fn, single) in runs.items():
-            ids, cpu_s, wall_s = _best(fn, repeats)
+            ids, cpu_s, wall_s = best_of(fn, repeats)
             assert ids == expected, f"{name}, {label}: ids differ from tiktoken's"
             wall[label] = round(megabytes / wall_s, 2)
             if single:
@@ -159,13 +150,6 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
         print(f"{name}: single thread, CPU time: " + ", ".join(f"{k} {v} MB/s" for k, v in cpu.items()), flush=True)
         print(f"{name}: wall time: " + ", ".join(f"{k} {v} MB/s" for k, v in wall.items()), flush=True)
     return results
-
-
-def _memory_mb(field: str) -> float:
-    """VmRSS (resident now) or VmHWM (peak resident) of this process, in MB."""
-    with open("/proc/self/status") as handle:
-        line = next(line for line in handle if line.startswith(field + ":"))
-    return int(line.split()[1]) / 1e3
 
 
 def hf_train_merges(docs: list[str], vocab_size: int) -> list[tuple[bytes, bytes]]:
@@ -190,7 +174,7 @@ def train_worker(impl: str, vocab_size: int, mb: float) -> dict:
     docs = bench_corpus(mb)
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # restart the peak (VmHWM) from the current RSS
-    before = _memory_mb("VmRSS")
+    before = memory_mb("VmRSS")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
     if impl == "ours":
@@ -201,7 +185,7 @@ def train_worker(impl: str, vocab_size: int, mb: float) -> dict:
     return {
         "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu, 2),
         "wall_s": round(time.perf_counter() - wall, 2),
-        "peak_rss_growth_MB": round(_memory_mb("VmHWM") - before, 1),
+        "peak_rss_growth_MB": round(memory_mb("VmHWM") - before, 1),
         "merges_sha1": hashlib.sha1(repr(merges).encode()).hexdigest(),
         "n_merges": len(merges),
     }

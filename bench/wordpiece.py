@@ -33,7 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.tokenizers import _best, _memory_mb  # noqa: E402  (CPU-time best-of-n, /proc memory)
+from bench.measure import best_of, memory_mb  # noqa: E402
 from fmblocks.data.text import builtin_corpus  # noqa: E402
 from fmblocks.files import atomic_writer, write_json  # noqa: E402
 from fmblocks.tokenizers import load  # noqa: E402
@@ -48,7 +48,7 @@ def train_worker(impl: str, vocab_size: int, mb: float) -> dict:
     docs = builtin_corpus(int(mb * 1e6))
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # restart the peak (VmHWM) from the current RSS
-    before = _memory_mb("VmRSS")
+    before = memory_mb("VmRSS")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
     if impl == "ours":
@@ -62,7 +62,7 @@ def train_worker(impl: str, vocab_size: int, mb: float) -> dict:
         vocab = sorted(hf.get_vocab(), key=hf.get_vocab().get)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu_s": round(usage.ru_utime + usage.ru_stime - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
-            "peak_rss_growth_MB": round(_memory_mb("VmHWM") - before, 1), "vocab": vocab}
+            "peak_rss_growth_MB": round(memory_mb("VmHWM") - before, 1), "vocab": vocab}
 
 
 def vocabulary_quality(vocab: list[str], docs: list[str]) -> dict:
@@ -122,10 +122,10 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
             fresh.append(load("bert-base-uncased"))
             return [fresh[-1].encode(t, disallowed_special=()) for t in texts]
 
-        expected, hf_1, _ = _best(lambda: [hf.encode(t).ids for t in texts], repeats)
-        ids, ours_cold, _ = _best(cold, repeats)
+        expected, hf_1, _ = best_of(lambda: [hf.encode(t).ids for t in texts], repeats)
+        ids, ours_cold, _ = best_of(cold, repeats)
         assert ids == expected, f"per {unit}: ids differ from HF tokenizers"
-        _, ours_warm, _ = _best(lambda: [fresh[-1].encode(t, disallowed_special=()) for t in texts], repeats)
+        _, ours_warm, _ = best_of(lambda: [fresh[-1].encode(t, disallowed_special=()) for t in texts], repeats)
         mbps = {"ours (cold cache)": megabytes / ours_cold, "ours (warm cache)": megabytes / ours_warm,
                 "HF 1 thread": megabytes / hf_1}
         results[unit] = {"MB_per_s": {k: round(v, 2) for k, v in mbps.items()},
