@@ -32,7 +32,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
