@@ -1,4 +1,4 @@
-"""Autoregressive MNIST: sequence layout, exact round trip, overfitting two digits, NLL, pictures, bad input."""
+"""Autoregressive MNIST: sequence layout, exact round trip, overfitting two digits, NLL, guidance, pictures, bad input."""
 
 import math
 
@@ -7,17 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from fmblocks.apps.mnist_ar import (
-    CLASS_OFFSET, N_SYMBOLS, SEQ_LEN, VOCAB_SIZE, PatchSymbolsOnly, class_tokens, decode_sequences, encode_digits,
-    lm_dataset, run_preset, sample_digits,
+    CLASS_OFFSET, N_SYMBOLS, NO_CLASS, SEQ_LEN, VOCAB_SIZE, DigitSequences, class_tokens, decode_sequences,
+    encode_digits, run_preset, shifted_copies,
 )
 from fmblocks.apps.mnist_eval import bits_per_pixel, class_consistency, sequence_nll
 from fmblocks.apps.mnist_plots import plot_samples, plot_unrolling
+from fmblocks.apps.mnist_sample import GuidedSymbols, sample_digits
 from fmblocks.data.mnist import Digits, load_shipped
-from fmblocks.errors import DataError, ShapeError, UnknownNameError
+from fmblocks.errors import ConfigError, DataError, ShapeError, UnknownNameError
 from fmblocks.models import build_model, preset
 from fmblocks.training import TrainConfig, Trainer
 
-TINY = dict(vocab_size=VOCAB_SIZE, max_len=SEQ_LEN, d_model=32, n_layers=2, n_heads=2, d_ff=64)
+TINY = dict(vocab_size=VOCAB_SIZE, max_len=SEQ_LEN, d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64)
+
+
+def tiny_decoder() -> torch.nn.Module:
+    return build_model(preset("llama-style", **TINY)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +53,38 @@ def test_digit_round_trips_exactly_through_the_sequence(digits: Digits) -> None:
 
 
 def test_dataset_predicts_the_patches_only(digits: Digits) -> None:
-    example = lm_dataset(digits)[4]
+    example = DigitSequences(digits)[4]
     sequence = encode_digits(digits.images[4:5], digits.labels[4:5])[0]
     assert torch.equal(example["input_ids"], sequence[:-1]) and torch.equal(example["targets"], sequence[1:])
     assert example["targets"].max() < N_SYMBOLS  # the class token is never a target
 
 
+def test_class_dropout_hides_the_class_at_the_requested_rate_and_only_the_class(digits: Digits) -> None:
+    many = Digits(digits.images.repeat(40, 1, 1), digits.labels.repeat(40))  # 400 digits
+    data = DigitSequences(many, class_dropout=0.25, seed=1)
+    hidden = [data[i]["input_ids"][0].item() == NO_CLASS for i in range(len(data))]
+    assert 0.18 < sum(hidden) / len(hidden) < 0.32
+    assert torch.equal(data[0]["targets"], DigitSequences(many)[0]["targets"])
+    again = [data[i]["input_ids"][0].item() == NO_CLASS for i in range(len(data))]
+    data.set_epoch(1)
+    assert hidden == again and hidden != [data[i]["input_ids"][0].item() == NO_CLASS for i in range(len(data))]
+    with pytest.raises(ConfigError):
+        DigitSequences(many, class_dropout=1.0)
+
+
 def test_tiny_model_overfit_on_two_digits_regenerates_each_from_its_class(digits: Digits) -> None:
     pair = Digits(digits.images[[2, 7]], digits.labels[[2, 7]])  # classes 2 and 7
-    config = preset("gpt2-style", **TINY)
+    config = preset("llama-style", **TINY)
     model = build_model(config)
-    train = TrainConfig(steps=150, batch_size=2, lr=1e-2, warmup_steps=10, min_lr_ratio=0.1, weight_decay=0.0,
+    train = TrainConfig(steps=250, batch_size=2, lr=1e-2, warmup_steps=10, min_lr_ratio=0.1, weight_decay=0.0,
                         eval_every=0, progress=False)
-    Trainer(model, lm_dataset(pair), config=train, model_config=config).fit()
+    Trainer(model, DigitSequences(pair), config=train, model_config=config).fit()
     samples = sample_digits(model, pair.labels, temperature=0)
     assert torch.equal(samples, (pair.images >= 128).to(torch.uint8))
 
 
 def test_nll_is_the_sum_of_per_token_cross_entropies(digits: Digits) -> None:
-    model = build_model(preset("gpt2-style", **TINY)).eval()
+    model = tiny_decoder()
     sequences = encode_digits(digits.images[:3], digits.labels[:3])
     nll = sequence_nll(model, sequences, batch_size=2)
     logits = model(sequences[:, :-1]).logits  # (3, 196, 26)
@@ -82,20 +100,35 @@ def test_bits_per_pixel() -> None:
     assert bits_per_pixel(100.0) == pytest.approx(100.0 / 543.4273, rel=1e-6)
 
 
-def test_sampling_never_emits_class_tokens() -> None:
-    model = build_model(preset("gpt2-style", **TINY)).eval()
-    ids = torch.randint(0, VOCAB_SIZE, (2, 5))
-    masked = PatchSymbolsOnly(model)(ids).logits
-    assert masked[..., N_SYMBOLS:].eq(float("-inf")).all()
-    assert torch.equal(masked[..., :N_SYMBOLS], model(ids).logits[..., :N_SYMBOLS])
-    samples = sample_digits(model, torch.tensor([0, 9]), temperature=2.0, top_k=20, seed=1)
-    assert samples.shape == (2, 28, 28) and samples.max() <= 1
+def test_guided_logits_mix_conditional_and_unconditional_over_symbols_only() -> None:
+    model = tiny_decoder()
+    ids = torch.cat([class_tokens(torch.tensor([4, 8]))[:, None], torch.randint(0, N_SYMBOLS, (2, 5))], dim=1)
+    without = ids.clone()
+    without[:, 0] = NO_CLASS
+    conditional, unconditional = model(ids).logits, model(without).logits
+    for w in (1.0, 2.5):
+        guided = GuidedSymbols(model, w)(ids).logits
+        assert guided[..., N_SYMBOLS:].eq(float("-inf")).all()  # class tokens are never sampled
+        expected = unconditional + w * (conditional - unconditional)
+        torch.testing.assert_close(guided[..., :N_SYMBOLS], expected[..., :N_SYMBOLS])
+    with pytest.raises(ConfigError):
+        GuidedSymbols(model, -1.0)
 
 
-def test_sampling_is_seeded() -> None:
-    model = build_model(preset("gpt2-style", **TINY)).eval()
-    a, b = (sample_digits(model, torch.tensor([1, 5]), top_p=0.9, seed=s) for s in (3, 3))
-    assert torch.equal(a, b)
+def test_guided_sampling_with_the_cache_equals_without() -> None:
+    """The doubled batch shares the KV caches: cached and uncached generation give the same digits."""
+    from fmblocks.generation import generate
+
+    model = tiny_decoder()
+    prompt = class_tokens(torch.tensor([2, 6]))[:, None]
+    runs = [generate(GuidedSymbols(model, 2.0), prompt, 30, temperature=0, use_cache=c) for c in (True, False)]
+    assert torch.equal(*runs)
+
+
+def test_sampling_is_seeded_and_gives_binary_digits() -> None:
+    model = tiny_decoder()
+    a, b = (sample_digits(model, torch.tensor([1, 5]), guidance=2.0, top_p=0.9, seed=s) for s in (3, 3))
+    assert torch.equal(a, b) and a.shape == (2, 28, 28) and a.max() <= 1
 
 
 def test_class_consistency_counts_matches() -> None:
@@ -120,7 +153,7 @@ def test_bad_input_is_refused(digits: Digits) -> None:
     with pytest.raises(DataError, match="0..9"):
         class_tokens(torch.tensor([3, 10]))
     with pytest.raises(DataError, match="0..9"):
-        sample_digits(build_model(preset("gpt2-style", **TINY)), torch.tensor([-1]))
+        sample_digits(tiny_decoder(), torch.tensor([-1]))
     with pytest.raises(ShapeError, match=r"\(N, 28, 28\)"):
         encode_digits(torch.zeros(2, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]))
     with pytest.raises(DataError, match="2 images but 1"):
@@ -129,6 +162,17 @@ def test_bad_input_is_refused(digits: Digits) -> None:
         decode_sequences(torch.zeros(1, SEQ_LEN, dtype=torch.long))
     with pytest.raises(ShapeError, match="197"):
         decode_sequences(torch.zeros(1, 196, dtype=torch.long))
+
+
+def test_shifted_copies_move_whole_digits() -> None:
+    image = torch.zeros(1, 8, 8)
+    image[0, 3:5, 3:5] = 1
+    images, labels = shifted_copies(image, torch.tensor([7]), 3, max_shift=2, seed=0)
+    assert images.shape == (4, 8, 8) and labels.tolist() == [7] * 4 and torch.equal(images[0], image[0])
+    for copy in images[1:]:
+        rows, cols = torch.nonzero(copy, as_tuple=True)
+        assert copy.sum() == 4 and rows.max() - rows.min() == 1 and cols.max() - cols.min() == 1
+        assert 1 <= rows.min() <= 5 and 1 <= cols.min() <= 5
 
 
 def test_presets_are_valid_and_unknown_names_are_listed() -> None:

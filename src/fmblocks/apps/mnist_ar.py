@@ -1,6 +1,6 @@
 """Class-conditioned autoregressive MNIST: a decoder writes a digit as 196 tokens of 2x2 binary patches.
 
-Sequence layout (197 tokens; vocabulary 16 patch symbols + 10 class tokens = 26):
+Sequence layout (197 tokens; vocabulary 16 patch symbols + 10 class tokens + 1 "no class" token = 27):
 
     position   0          1 .. 196
     token      <class c>  s_1 .. s_196   patch symbols of the binarised digit, raster order of 2x2 blocks
@@ -8,8 +8,9 @@ Sequence layout (197 tokens; vocabulary 16 patch symbols + 10 class tokens = 26)
 
 The decoder models p(s | c) = prod_t p(s_t | c, s_<t): it reads input_ids = sequence[:-1] (196 tokens)
 and predicts targets = sequence[1:] (the 196 patch symbols), so the loss covers the patches only and the
-class token is the conditioning prefix. Sampling starts from the class token alone and draws 196
-symbols, with the class tokens removed from the candidates (a sample is always an image).
+class token is the conditioning prefix. During training the class token is replaced by <no class>
+(id 26) with probability `class_dropout`, so the same network also learns the unconditional p(s);
+sampling can then use classifier-free guidance (Ho & Salimans 2022; see `mnist_sample`).
 
 Runs are plain directories (see `train`): the decoder's trainer checkpoint, log.csv and loss.png at the
 top, the ViT classifier used for class consistency under classifier/, and run.json naming the preset
@@ -29,17 +30,18 @@ from torch import nn
 from fmblocks.data.mnist import IMAGE_SIZE, N_CLASSES, Digits, load_mnist
 from fmblocks.errors import ConfigError, DataError, ShapeError, UnknownNameError
 from fmblocks.files import read_json, write_json
-from fmblocks.generation import generate
-from fmblocks.models import ModelConfig, ModelOutput, build_model, preset
+from fmblocks.models import ModelConfig, build_model, preset
 from fmblocks.tokenizers.image import BinaryPatchTokenizer
 from fmblocks.training import DictDataset, TrainConfig, Trainer, load_checkpoint
 from fmblocks.training.checkpoint import CHECKPOINT_DIR
+from fmblocks.training.datasets import derived_seed
 
 TOKENIZER = BinaryPatchTokenizer(IMAGE_SIZE, 2)
 N_SYMBOLS = TOKENIZER.vocab_size  # 16 patch symbols, ids 0..15
 N_PATCHES = TOKENIZER.n_tokens  # 196 = 14 x 14
 CLASS_OFFSET = N_SYMBOLS  # class c is token 16 + c
-VOCAB_SIZE = N_SYMBOLS + N_CLASSES  # 26
+NO_CLASS = N_SYMBOLS + N_CLASSES  # 26: the unconditional prefix
+VOCAB_SIZE = NO_CLASS + 1  # 27
 SEQ_LEN = 1 + N_PATCHES  # 197
 RUN_FORMAT = "fmblocks-mnist-run"
 CLASSIFIER_DIR = "classifier"
@@ -70,51 +72,85 @@ def decode_sequences(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         raise ShapeError(f"sequences must be (N, {SEQ_LEN}), got {tuple(sequences.shape)}")
     labels = sequences[:, 0] - CLASS_OFFSET
     if labels.numel() and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        raise DataError(f"position 0 must hold a class token ({CLASS_OFFSET}..{VOCAB_SIZE - 1})")
+        raise DataError(f"position 0 must hold a class token ({CLASS_OFFSET}..{CLASS_OFFSET + N_CLASSES - 1})")
     return TOKENIZER.decode(sequences[:, 1:]), labels
 
 
-def lm_dataset(digits: Digits) -> DictDataset:
-    """Next-token examples: input_ids = sequence[:-1], targets = sequence[1:] (the 196 patch symbols)."""
-    sequences = encode_digits(digits.images, digits.labels)
-    return DictDataset(input_ids=sequences[:, :-1], targets=sequences[:, 1:])
+class DigitSequences:
+    """Next-token examples {"input_ids": sequence[:-1], "targets": sequence[1:]} of digits (N, 197).
+
+    With `class_dropout` p > 0, example i of epoch e has its class token replaced by <no class> with
+    probability p, drawn from a generator seeded by (seed, e, i): reproducible, new every epoch.
+    """
+
+    max_length = SEQ_LEN - 1
+
+    def __init__(self, digits: Digits, *, class_dropout: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= class_dropout < 1.0:
+            raise ConfigError(f"class_dropout must lie in [0, 1), got {class_dropout}")
+        self.sequences = encode_digits(digits.images, digits.labels)
+        if not len(self.sequences):
+            raise DataError("no digits to train on")
+        self.class_dropout, self.seed, self.epoch = class_dropout, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sequence = self.sequences[index]
+        if self.class_dropout:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, index))
+            if torch.rand((), generator=generator) < self.class_dropout:
+                sequence = torch.cat([sequence.new_tensor([NO_CLASS]), sequence[1:]])
+        return {"input_ids": sequence[:-1], "targets": sequence[1:]}
 
 
 # ---- presets --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunPreset:
-    """What a run trains: the decoder and its schedule, the ViT classifier and its schedule."""
+    """What a run trains and how it samples: decoder, ViT classifier, their schedules, guidance."""
 
     decoder: ModelConfig
     train: TrainConfig
+    class_dropout: float  # share of training sequences without their class (enables guidance)
     classifier: ModelConfig
     classifier_train: TrainConfig
+    classifier_shifts: int  # shifted copies of each training digit the classifier also sees
+    guidance: float  # default classifier-free guidance scale for sampling
     samples_per_class: int  # generated per class to measure class consistency
 
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        decoder=("gpt2-style", dict(d_model=32, n_layers=1, n_heads=2, d_ff=64)),
+        decoder=("llama-style", dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, d_ff=64)),
         train=dict(steps=20, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=0, eval_batches=1),
+        class_dropout=0.1,
         classifier=dict(d_model=16, n_layers=1, n_heads=2, d_ff=32),
         classifier_train=dict(steps=10, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=0, eval_batches=1),
-        samples_per_class=1,
+        classifier_shifts=0, guidance=2.0, samples_per_class=1,
     ),
     "default": dict(
-        decoder=("gpt2-style", dict(d_model=128, n_layers=4, n_heads=4, d_ff=512)),
-        train=dict(steps=600, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=200, eval_batches=8,
+        decoder=("llama-style", dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=344)),
+        train=dict(steps=800, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=200, eval_batches=8,
                    checkpoint_every=200),
-        classifier=dict(),
-        classifier_train=dict(steps=600, batch_size=64, lr=2e-3, warmup_steps=30, eval_every=0, eval_batches=0),
-        samples_per_class=30,
+        class_dropout=0.1,
+        classifier=dict(dropout=0.1),
+        classifier_train=dict(steps=2000, batch_size=64, lr=1e-3, warmup_steps=50, weight_decay=0.05,
+                              eval_every=0, eval_batches=0),
+        classifier_shifts=4, guidance=2.0, samples_per_class=30,
     ),
     "long": dict(
-        decoder=("gpt2-style", dict(d_model=256, n_layers=8, n_heads=8, d_ff=1024, dropout=0.1)),
-        train=dict(steps=8000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, eval_batches=0,
+        decoder=("llama-style", dict(d_model=256, n_layers=8, n_heads=8, n_kv_heads=4, d_ff=688, dropout=0.1)),
+        train=dict(steps=6000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=500, eval_batches=0,
                    checkpoint_every=500),
-        classifier=dict(d_model=128, n_layers=6, n_heads=4, d_ff=256),
-        classifier_train=dict(steps=3000, batch_size=128, lr=1e-3, warmup_steps=100, eval_every=0, eval_batches=0),
-        samples_per_class=100,
+        class_dropout=0.1,
+        classifier=dict(d_model=128, n_layers=6, n_heads=4, d_ff=256, dropout=0.1),
+        classifier_train=dict(steps=6000, batch_size=128, lr=1e-3, warmup_steps=200, weight_decay=0.05,
+                              eval_every=0, eval_batches=0),
+        classifier_shifts=8, guidance=2.0, samples_per_class=100,
     ),
 }
 
@@ -125,11 +161,15 @@ def run_preset(name: str, *, steps: int | None = None, seed: int = 0) -> RunPres
         raise UnknownNameError(f"unknown mnist preset {name!r}; known: {', '.join(RUN_PRESETS)}")
     data = RUN_PRESETS[name]
     base, overrides = data["decoder"]
-    decoder = preset(base, vocab_size=VOCAB_SIZE, max_len=SEQ_LEN, **overrides)
-    train = TrainConfig(**{**data["train"], "seed": seed, **({"steps": steps} if steps is not None else {})})
-    classifier = preset("vit-tiny", image_size=IMAGE_SIZE, channels=1, n_classes=N_CLASSES, **data["classifier"])
-    classifier_train = TrainConfig(**{**data["classifier_train"], "seed": seed})
-    return RunPreset(decoder, train, classifier, classifier_train, data["samples_per_class"])
+    return RunPreset(
+        decoder=preset(base, vocab_size=VOCAB_SIZE, max_len=SEQ_LEN, **overrides),
+        train=TrainConfig(**{**data["train"], "seed": seed, **({"steps": steps} if steps is not None else {})}),
+        class_dropout=data["class_dropout"],
+        classifier=preset("vit-tiny", image_size=IMAGE_SIZE, channels=1, n_classes=N_CLASSES, **data["classifier"]),
+        classifier_train=TrainConfig(**{**data["classifier_train"], "seed": seed}),
+        classifier_shifts=data["classifier_shifts"], guidance=data["guidance"],
+        samples_per_class=data["samples_per_class"],
+    )
 
 
 # ---- training -------------------------------------------------------------------------------------------
@@ -138,43 +178,71 @@ def binary_images(images: torch.Tensor) -> torch.Tensor:
     return TOKENIZER.decode(TOKENIZER.encode(images)).float().unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28)
 
 
-def _fit(model: nn.Module, train_data: DictDataset, eval_data: DictDataset, config: TrainConfig,
-         model_config: ModelConfig, out_dir: Path) -> None:
-    """Train to config.steps, resuming from out_dir/checkpoint when an interrupted run left one."""
+def shifted_copies(images: torch.Tensor, labels: torch.Tensor, copies: int, *, max_shift: int = 2,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N, ..., H, W) plus `copies` versions each moved by a random (dy, dx) in [-max_shift, max_shift].
+
+    Pixels move cyclically (torch.roll), harmless for digits with an empty border of >= max_shift.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    moved, span = [images], range(-max_shift, max_shift + 1)
+    for _ in range(copies):
+        shifts = torch.randint(-max_shift, max_shift + 1, (len(images), 2), generator=generator)  # (N, 2)
+        copy = images.clone()
+        for dy in span:
+            for dx in span:
+                chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+                copy[chosen] = images[chosen].roll((dy, dx), dims=(-2, -1))
+        moved.append(copy)
+    return torch.cat(moved), labels.repeat(copies + 1)
+
+
+def _fit(model: nn.Module, train_data: Any, eval_data: Any, config: TrainConfig, model_config: ModelConfig,
+         out_dir: Path) -> float:
+    """Train to config.steps, resuming from out_dir/checkpoint when an interrupted run left one; seconds spent."""
+    started = time.perf_counter()
     trainer = Trainer(model, train_data, config=config, eval_data=eval_data, model_config=model_config, out_dir=out_dir)
     if (out_dir / CHECKPOINT_DIR).exists():
         trainer.resume()
     if trainer.step < config.steps:
         trainer.fit()
+    return time.perf_counter() - started
 
 
 def train(out_dir: str | Path, *, preset_name: str = "default", data_dir: str | Path | None = None,
           steps: int | None = None, seed: int = 0, progress: bool = True) -> Path:
-    """Train the decoder (out_dir/) and the ViT classifier (out_dir/classifier/); resumes; returns out_dir."""
+    """Train the decoder (out_dir/) and the ViT classifier (out_dir/classifier/); resumes; returns out_dir.
+
+    run.json records the preset, data and seed, and the seconds spent training (summed over resumptions).
+    """
     out_dir = Path(out_dir)
     run = run_preset(preset_name, steps=steps, seed=seed)
     train_digits, test_digits = load_mnist(data_dir)
+    previous = read_run(out_dir) if (out_dir / "run.json").is_file() else {}
+    record = {"preset": preset_name, "steps": run.train.steps, "seed": seed,
+              "data_dir": None if data_dir is None else str(data_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "run.json", {"preset": preset_name, "steps": run.train.steps, "seed": seed,
-                                      "data_dir": None if data_dir is None else str(data_dir)}, fmt=RUN_FORMAT)
-    started = time.perf_counter()
-    train_config = TrainConfig.from_dict({**run.train.to_dict(), "progress": progress})
-    _fit(build_model(run.decoder), lm_dataset(train_digits), lm_dataset(test_digits), train_config,
-         run.decoder, out_dir)
-    decoder_seconds = time.perf_counter() - started
-    images = {name: binary_images(d.images) for name, d in (("train", train_digits), ("test", test_digits))}
-    classifier_config = TrainConfig.from_dict({**run.classifier_train.to_dict(), "progress": progress})
-    _fit(build_model(run.classifier), DictDataset(images=images["train"], labels=train_digits.labels),
-         DictDataset(images=images["test"], labels=test_digits.labels), classifier_config, run.classifier,
-         out_dir / CLASSIFIER_DIR)
-    write_json(out_dir / "run.json", {**read_run(out_dir), "decoder_seconds": round(decoder_seconds, 1),
-                                      "classifier_seconds": round(time.perf_counter() - started - decoder_seconds, 1)},
-               fmt=RUN_FORMAT)
+    write_json(out_dir / "run.json", {**previous, **record}, fmt=RUN_FORMAT)
+
+    decoder_seconds = _fit(
+        build_model(run.decoder), DigitSequences(train_digits, class_dropout=run.class_dropout, seed=seed),
+        DigitSequences(test_digits), TrainConfig.from_dict({**run.train.to_dict(), "progress": progress}),
+        run.decoder, out_dir)
+    images, labels = shifted_copies(binary_images(train_digits.images), train_digits.labels, run.classifier_shifts,
+                                    seed=seed)
+    classifier_seconds = _fit(
+        build_model(run.classifier), DictDataset(images=images, labels=labels),
+        DictDataset(images=binary_images(test_digits.images), labels=test_digits.labels),
+        TrainConfig.from_dict({**run.classifier_train.to_dict(), "progress": progress}), run.classifier,
+        out_dir / CLASSIFIER_DIR)
+    seconds = {"decoder_seconds": previous.get("decoder_seconds", 0.0) + decoder_seconds,
+               "classifier_seconds": previous.get("classifier_seconds", 0.0) + classifier_seconds}
+    write_json(out_dir / "run.json", {**record, **{k: round(v, 1) for k, v in seconds.items()}}, fmt=RUN_FORMAT)
     return out_dir
 
 
 def read_run(out_dir: str | Path) -> dict[str, Any]:
-    """run.json of a run directory (preset, steps, seed, data_dir); DataError when out_dir holds no run."""
+    """run.json of a run directory (preset, steps, seed, data_dir, seconds); DataError when there is none."""
     path = Path(out_dir) / "run.json"
     if not path.is_file():
         raise DataError(f"{out_dir}: not an mnist run directory (no run.json); run `fmblocks mnist train --out {out_dir}` first")
@@ -190,36 +258,6 @@ def load_decoder(out_dir: str | Path) -> nn.Module:
     return model
 
 
-# ---- sampling ---------------------------------------------------------------------------------------------
-class PatchSymbolsOnly(nn.Module):
-    """The decoder with class tokens removed from its next-token logits, so samples are always images."""
-
-    def __init__(self, decoder: nn.Module) -> None:
-        super().__init__()
-        self.decoder = decoder
-        self.config = decoder.config
-
-    def new_caches(self) -> list:
-        return self.decoder.new_caches()
-
-    def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> ModelOutput:
-        out = self.decoder(input_ids, **kwargs)
-        out.logits[..., N_SYMBOLS:] = float("-inf")
-        return out
-
-
-def sample_digits(
-    decoder: nn.Module,
-    labels: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int = 0,
-) -> torch.Tensor:
-    """Draw one binary digit (28, 28) uint8 per requested class in `labels` (N,) -> (N, 28, 28)."""
-    prompt = class_tokens(labels)[:, None]  # (N, 1)
-    generator = torch.Generator(device=prompt.device).manual_seed(seed)
-    sequences = generate(PatchSymbolsOnly(decoder), prompt, N_PATCHES, temperature=temperature, top_k=top_k,
-                         top_p=top_p, generator=generator)
-    return decode_sequences(sequences)[0]
+def load_classifier(out_dir: str | Path) -> nn.Module:
+    """The ViT classifier of a run directory, in eval mode."""
+    return load_checkpoint(Path(out_dir) / CLASSIFIER_DIR)[0]

@@ -23,13 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmblocks.apps.mnist_ar import (
-    CLASSIFIER_DIR, N_PATCHES, RUN_FORMAT, binary_images, encode_digits, load_decoder, read_run, run_preset,
-    sample_digits,
+    N_PATCHES, RUN_FORMAT, binary_images, encode_digits, load_classifier, load_decoder, read_run, run_preset,
 )
+from fmblocks.apps.mnist_sample import sample_digits
 from fmblocks.data.mnist import IMAGE_SIZE, N_CLASSES, Digits, load_mnist
 from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.files import write_json
-from fmblocks.training import load_checkpoint
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE  # 784
 
@@ -77,24 +76,31 @@ def evaluate_run(
     *,
     data_dir: str | Path | None = None,
     samples_per_class: int | None = None,
+    guidance: float | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Test NLL, bits per pixel and class consistency of a trained run; written to out_dir/metrics.json."""
+    """Test NLL, bits per pixel and class consistency of a trained run; written to out_dir/metrics.json.
+
+    Unset options take the run's: its data, and its preset's samples per class and guidance scale.
+    """
     out_dir = Path(out_dir)
     run = read_run(out_dir)
+    defaults = run_preset(run["preset"])
     data_dir = data_dir if data_dir is not None else run["data_dir"]
-    n_samples = samples_per_class if samples_per_class is not None else run_preset(run["preset"]).samples_per_class
+    n_samples = samples_per_class if samples_per_class is not None else defaults.samples_per_class
+    guidance = guidance if guidance is not None else defaults.guidance
     if n_samples < 1:
         raise ConfigError(f"samples per class must be >= 1, got {n_samples}")
     _, test = load_mnist(data_dir)
     decoder = load_decoder(out_dir)
     nats = sequence_nll(decoder, encode_digits(test.images, test.labels)).mean().item()
-    classifier, _, _ = load_checkpoint(out_dir / CLASSIFIER_DIR)
+    classifier = load_classifier(out_dir)
     requested = torch.arange(N_CLASSES).repeat_interleave(n_samples)  # (10 * n,) 0,0,..,1,1,..
-    samples = sample_digits(decoder, requested, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    samples = sample_digits(decoder, requested, guidance=guidance, temperature=temperature, top_k=top_k, top_p=top_p,
+                            seed=seed)
     metrics = {
         "test_nll_nats_per_image": round(nats, 3),
         "test_bits_per_pixel": round(bits_per_pixel(nats), 5),
@@ -102,7 +108,7 @@ def evaluate_run(
         **class_consistency(classifier, samples, requested),
         "samples_per_class": n_samples,
         "classifier_test_accuracy": round(classifier_accuracy(classifier, test), 4),
-        "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
+        "sampling": {"guidance": guidance, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "run": run,
     }
     write_json(out_dir / "metrics.json", metrics, fmt=f"{RUN_FORMAT}-metrics")

@@ -18,8 +18,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fmblocks.apps.mnist_ar import (  # noqa: E402
-    N_PATCHES, N_SYMBOLS, TOKENIZER, encode_digits, load_decoder, read_run, sample_digits,
+    N_PATCHES, N_SYMBOLS, TOKENIZER, encode_digits, load_decoder, read_run, run_preset,
 )
+from fmblocks.apps.mnist_sample import sample_digits  # noqa: E402
 from fmblocks.data.mnist import N_CLASSES, load_mnist  # noqa: E402
 from fmblocks.errors import ShapeError  # noqa: E402
 from fmblocks.files import atomic_writer  # noqa: E402
@@ -101,20 +102,26 @@ def write_sample_pictures(
     out_dir: str | Path,
     *,
     per_class: int = 10,
+    guidance: float | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
     data_dir: str | Path | None = None,
 ) -> tuple[Path, Path]:
-    """samples.png (per_class samples of each class 0..9 from the run's decoder) and unrolling.png (a test digit)."""
+    """samples.png (per_class samples of each class 0..9 from the run's decoder) and unrolling.png (a test digit).
+
+    guidance None takes the run preset's scale.
+    """
     out_dir = Path(out_dir)
     run = read_run(out_dir)
+    guidance = guidance if guidance is not None else run_preset(run["preset"]).guidance
     requested = torch.arange(N_CLASSES).repeat_interleave(per_class)  # (10 * per_class,)
-    samples = sample_digits(load_decoder(out_dir), requested, temperature=temperature, top_k=top_k, top_p=top_p,
-                            seed=seed)
-    options = ", ".join(f"{k} {v}" for k, v in (("top-k", top_k), ("top-p", top_p)) if v is not None)
-    title = f"samples, temperature {temperature}{', ' + options if options else ''}, seed {seed}"
+    samples = sample_digits(load_decoder(out_dir), requested, guidance=guidance, temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed)
+    options = [f"guidance {guidance:g}", f"temperature {temperature:g}"]
+    options += [f"{name} {value:g}" for name, value in (("top-k", top_k), ("top-p", top_p)) if value is not None]
+    title = f"samples ({', '.join(options)}, seed {seed})"
     _, test = load_mnist(data_dir if data_dir is not None else run["data_dir"])
     return (plot_samples(samples, out_dir / "samples.png", title=title),
             plot_unrolling(test.images[0], int(test.labels[0]), out_dir / "unrolling.png"))

