@@ -1,6 +1,9 @@
 """Measuring helpers shared by the benchmarks: best-of-n timing (CPU and wall) and process memory."""
 
 import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def best_of(fn, repeats: int) -> tuple[object, float, float]:
@@ -18,3 +21,24 @@ def memory_mb(field: str) -> float:
     with open("/proc/self/status") as handle:
         line = next(line for line in handle if line.startswith(field + ":"))
     return int(line.split()[1]) / 1e3
+
+
+def write_results(name: str, results: dict, sections: dict) -> None:
+    """bench/results/NAME.json, and NAME.png with one panel per section present: sections[key](axes, results[key])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmblocks.files import atomic_writer, write_json
+
+    write_json(RESULTS / f"{name}.json", results, fmt="fmblocks-bench")
+    shown = [key for key in sections if key in results]
+    fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 5), squeeze=False)
+    for ax, key in zip(axes[0], shown):
+        sections[key](ax, results[key])
+    fig.tight_layout()
+    with atomic_writer(RESULTS / f"{name}.png") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+    print(f"wrote {RESULTS / (name + '.json')} and {name}.png")

@@ -38,14 +38,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from fmblocks.data.text import builtin_corpus  # noqa: E402
-from fmblocks.files import atomic_writer, write_json  # noqa: E402
 from fmblocks.tokenizers import load  # noqa: E402
 from fmblocks.tokenizers.bpe import BPETokenizer, train_bpe  # noqa: E402
 from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS, byte_to_char  # noqa: E402
-from bench.measure import best_of, memory_mb  # noqa: E402
+from bench.measure import best_of, memory_mb, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC_FILES = (".md", ".txt")
@@ -271,17 +269,7 @@ def main() -> None:
     if "train" in args.only:
         results["train"] = bench_train(args.mb, args.vocab)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "tokenizers.json", results, fmt="fmblocks-bench")
-
-    shown = [name for name in SECTIONS if name in results]
-    fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 5), squeeze=False)
-    for ax, name in zip(axes[0], shown):
-        SECTIONS[name](ax, results[name])
-    fig.tight_layout()
-    with atomic_writer(RESULTS / "tokenizers.png") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    print(f"wrote {RESULTS / 'tokenizers.json'} and tokenizers.png")
+    write_results("tokenizers", results, SECTIONS)
 
 
 if __name__ == "__main__":

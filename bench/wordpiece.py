@@ -31,11 +31,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.measure import best_of, memory_mb  # noqa: E402
+from bench.measure import best_of, memory_mb, write_results  # noqa: E402
 from fmblocks.data.text import builtin_corpus  # noqa: E402
-from fmblocks.files import atomic_writer, write_json  # noqa: E402
 from fmblocks.tokenizers import load  # noqa: E402
 from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, WordPieceTokenizer, train_wordpiece  # noqa: E402
 
@@ -186,17 +184,7 @@ def main() -> None:
         results["train"] = bench_train(args.mb, args.vocab)
     if "encode" in args.only:
         results["encode"] = bench_encode(docs, args.repeats)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "wordpiece.json", results, fmt="fmblocks-bench")
-
-    shown = [name for name in SECTIONS if name in results]
-    fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 5), squeeze=False)
-    for ax, name in zip(axes[0], shown):
-        SECTIONS[name](ax, results[name])
-    fig.tight_layout()
-    with atomic_writer(RESULTS / "wordpiece.png") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    print(f"wrote {RESULTS / 'wordpiece.json'} and wordpiece.png")
+    write_results("wordpiece", results, SECTIONS)
 
 
 if __name__ == "__main__":
