@@ -8,7 +8,6 @@
 """
 
 import os
-from pathlib import Path
 from typing import Any
 
 from torch import nn
