@@ -119,7 +119,8 @@ class RunPreset:
     classifier: ModelConfig
     classifier_train: TrainConfig
     classifier_shifts: int  # shifted copies of each training digit the classifier also sees
-    guidance: float  # default classifier-free guidance scale for sampling
+    guidance: float  # default classifier-free guidance weight w for sampling (0 = plain conditional)
+    top_p: float | None  # default nucleus for sampling (None = the full distribution)
     samples_per_class: int  # generated per class to measure class consistency
 
 
@@ -130,7 +131,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         class_dropout=0.1,
         classifier=dict(d_model=16, n_layers=1, n_heads=2, d_ff=32),
         classifier_train=dict(steps=10, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=0, eval_batches=1),
-        classifier_shifts=0, guidance=2.0, samples_per_class=1,
+        classifier_shifts=0, guidance=1.0, top_p=0.9, samples_per_class=1,
     ),
     "default": dict(
         decoder=("llama-style", dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=344)),
@@ -140,7 +141,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         classifier=dict(dropout=0.1),
         classifier_train=dict(steps=2000, batch_size=64, lr=1e-3, warmup_steps=50, weight_decay=0.05,
                               eval_every=0, eval_batches=0),
-        classifier_shifts=4, guidance=2.0, samples_per_class=30,
+        classifier_shifts=4, guidance=1.0, top_p=0.9, samples_per_class=30,
     ),
     "long": dict(
         decoder=("llama-style", dict(d_model=256, n_layers=8, n_heads=8, n_kv_heads=4, d_ff=688, dropout=0.1)),
@@ -150,7 +151,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         classifier=dict(d_model=128, n_layers=6, n_heads=4, d_ff=256, dropout=0.1),
         classifier_train=dict(steps=6000, batch_size=128, lr=1e-3, warmup_steps=200, weight_decay=0.05,
                               eval_every=0, eval_batches=0),
-        classifier_shifts=8, guidance=2.0, samples_per_class=100,
+        classifier_shifts=8, guidance=1.0, top_p=0.9, samples_per_class=100,
     ),
 }
 
@@ -167,7 +168,7 @@ def run_preset(name: str, *, steps: int | None = None, seed: int = 0) -> RunPres
         class_dropout=data["class_dropout"],
         classifier=preset("vit-tiny", image_size=IMAGE_SIZE, channels=1, n_classes=N_CLASSES, **data["classifier"]),
         classifier_train=TrainConfig(**{**data["classifier_train"], "seed": seed}),
-        classifier_shifts=data["classifier_shifts"], guidance=data["guidance"],
+        classifier_shifts=data["classifier_shifts"], guidance=data["guidance"], top_p=data["top_p"],
         samples_per_class=data["samples_per_class"],
     )
 
@@ -197,11 +198,12 @@ def shifted_copies(images: torch.Tensor, labels: torch.Tensor, copies: int, *, m
     return torch.cat(moved), labels.repeat(copies + 1)
 
 
-def _fit(model: nn.Module, train_data: Any, eval_data: Any, config: TrainConfig, model_config: ModelConfig,
-         out_dir: Path) -> float:
-    """Train to config.steps, resuming from out_dir/checkpoint when an interrupted run left one; seconds spent."""
+def _fit(model_config: ModelConfig, train_data: Any, eval_data: Any, config: TrainConfig, out_dir: Path) -> float:
+    """Build (seeded) and train to config.steps, resuming from out_dir/checkpoint if one exists; seconds spent."""
     started = time.perf_counter()
-    trainer = Trainer(model, train_data, config=config, eval_data=eval_data, model_config=model_config, out_dir=out_dir)
+    torch.manual_seed(config.seed)  # the initial weights
+    trainer = Trainer(build_model(model_config), train_data, config=config, eval_data=eval_data,
+                      model_config=model_config, out_dir=out_dir)
     if (out_dir / CHECKPOINT_DIR).exists():
         trainer.resume()
     if trainer.step < config.steps:
@@ -225,16 +227,14 @@ def train(out_dir: str | Path, *, preset_name: str = "default", data_dir: str | 
     write_json(out_dir / "run.json", {**previous, **record}, fmt=RUN_FORMAT)
 
     decoder_seconds = _fit(
-        build_model(run.decoder), DigitSequences(train_digits, class_dropout=run.class_dropout, seed=seed),
-        DigitSequences(test_digits), TrainConfig.from_dict({**run.train.to_dict(), "progress": progress}),
-        run.decoder, out_dir)
+        run.decoder, DigitSequences(train_digits, class_dropout=run.class_dropout, seed=seed),
+        DigitSequences(test_digits), TrainConfig.from_dict({**run.train.to_dict(), "progress": progress}), out_dir)
     images, labels = shifted_copies(binary_images(train_digits.images), train_digits.labels, run.classifier_shifts,
                                     seed=seed)
     classifier_seconds = _fit(
-        build_model(run.classifier), DictDataset(images=images, labels=labels),
+        run.classifier, DictDataset(images=images, labels=labels),
         DictDataset(images=binary_images(test_digits.images), labels=test_digits.labels),
-        TrainConfig.from_dict({**run.classifier_train.to_dict(), "progress": progress}), run.classifier,
-        out_dir / CLASSIFIER_DIR)
+        TrainConfig.from_dict({**run.classifier_train.to_dict(), "progress": progress}), out_dir / CLASSIFIER_DIR)
     seconds = {"decoder_seconds": previous.get("decoder_seconds", 0.0) + decoder_seconds,
                "classifier_seconds": previous.get("classifier_seconds", 0.0) + classifier_seconds}
     write_json(out_dir / "run.json", {**record, **{k: round(v, 1) for k, v in seconds.items()}}, fmt=RUN_FORMAT)
@@ -245,7 +245,8 @@ def read_run(out_dir: str | Path) -> dict[str, Any]:
     """run.json of a run directory (preset, steps, seed, data_dir, seconds); DataError when there is none."""
     path = Path(out_dir) / "run.json"
     if not path.is_file():
-        raise DataError(f"{out_dir}: not an mnist run directory (no run.json); run `fmblocks mnist train --out {out_dir}` first")
+        raise DataError(f"{out_dir}: not an mnist run directory (no run.json); "
+                        f"run `fmblocks mnist train --out {out_dir}` first")
     document = read_json(path, fmt=RUN_FORMAT)
     return {key: value for key, value in document.items() if key not in ("format", "version")}
 
@@ -254,7 +255,8 @@ def load_decoder(out_dir: str | Path) -> nn.Module:
     """The trained decoder of a run directory, in eval mode."""
     model, config, _ = load_checkpoint(out_dir)
     if config.arch != "decoder" or config.vocab_size != VOCAB_SIZE or config.max_len < SEQ_LEN:
-        raise ConfigError(f"{out_dir}: the checkpoint is not an mnist decoder (vocabulary {VOCAB_SIZE}, context {SEQ_LEN})")
+        raise ConfigError(
+            f"{out_dir}: the checkpoint is not an mnist decoder (vocabulary {VOCAB_SIZE}, context {SEQ_LEN})")
     return model
 
 

@@ -84,7 +84,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Test NLL, bits per pixel and class consistency of a trained run; written to out_dir/metrics.json.
 
-    Unset options take the run's: its data, and its preset's samples per class and guidance scale.
+    Unset options (None) take the run's: its data, and its preset's samples per class, guidance and top-p.
     """
     out_dir = Path(out_dir)
     run = read_run(out_dir)
@@ -92,6 +92,7 @@ def evaluate_run(
     data_dir = data_dir if data_dir is not None else run["data_dir"]
     n_samples = samples_per_class if samples_per_class is not None else defaults.samples_per_class
     guidance = guidance if guidance is not None else defaults.guidance
+    top_p = top_p if top_p is not None else defaults.top_p
     if n_samples < 1:
         raise ConfigError(f"samples per class must be >= 1, got {n_samples}")
     _, test = load_mnist(data_dir)

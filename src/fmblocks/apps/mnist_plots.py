@@ -111,11 +111,13 @@ def write_sample_pictures(
 ) -> tuple[Path, Path]:
     """samples.png (per_class samples of each class 0..9 from the run's decoder) and unrolling.png (a test digit).
 
-    guidance None takes the run preset's scale.
+    guidance and top_p None take the run preset's.
     """
     out_dir = Path(out_dir)
     run = read_run(out_dir)
-    guidance = guidance if guidance is not None else run_preset(run["preset"]).guidance
+    defaults = run_preset(run["preset"])
+    guidance = guidance if guidance is not None else defaults.guidance
+    top_p = top_p if top_p is not None else defaults.top_p
     requested = torch.arange(N_CLASSES).repeat_interleave(per_class)  # (10 * per_class,)
     samples = sample_digits(load_decoder(out_dir), requested, guidance=guidance, temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed)

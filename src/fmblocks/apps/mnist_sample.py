@@ -4,10 +4,11 @@
 draw the 196 patch symbols (temperature, top-k, top-p; a seeded generator). Generation sees the
 decoder through `GuidedSymbols`, which changes the next-token logits in two ways:
 
-  guidance (Ho & Salimans 2022)   l = l_u + w (l_c - l_u),   l_c = logits(s_t | c, s_<t),
+  guidance (Ho & Salimans 2022)   l = (1 + w) l_c - w l_u,   l_c = logits(s_t | c, s_<t),
                                                              l_u = logits(s_t | <no class>, s_<t)
-                                  w = 1 is plain conditional sampling; w > 1 leans harder on the class.
-                                  Both streams run as one doubled batch (B -> 2B) in the same KV caches.
+                                  w = 0 is plain conditional sampling; w > 0 leans harder on the class
+                                  (the convention of fmblocks.diffusion). Both streams run as one
+                                  doubled batch (B -> 2B) in the same KV caches.
   symbols only                    class and <no class> tokens get -inf, so a sample is always an image.
 
 Limits: guidance needs a decoder trained with class dropout (it must know <no class>); w >= 0.
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from fmblocks.apps.mnist_ar import N_PATCHES, N_SYMBOLS, NO_CLASS, class_tokens, decode_sequences
-from fmblocks.errors import ConfigError
+from fmblocks.diffusion import check_guidance
 from fmblocks.generation import generate
 from fmblocks.models import ModelOutput
 
@@ -27,17 +28,15 @@ from fmblocks.models import ModelOutput
 class GuidedSymbols(nn.Module):
     """A decoder seen by `generate()`: guided logits over the 16 patch symbols only (see module docstring)."""
 
-    def __init__(self, decoder: nn.Module, guidance: float = 1.0) -> None:
+    def __init__(self, decoder: nn.Module, guidance: float = 0.0) -> None:
         super().__init__()
-        if guidance < 0:
-            raise ConfigError(f"guidance scale must be >= 0, got {guidance}")
-        self.decoder, self.guidance, self.config = decoder, guidance, decoder.config
+        self.decoder, self.guidance, self.config = decoder, check_guidance(guidance), decoder.config
 
     def new_caches(self) -> list:
         return self.decoder.new_caches()
 
     def forward(self, input_ids: torch.Tensor, *, caches: list | None = None, **kwargs: Any) -> ModelOutput:
-        if self.guidance == 1.0:
+        if self.guidance == 0.0:
             logits = self.decoder(input_ids, caches=caches, **kwargs).logits
         else:
             unconditional = input_ids.clone()
@@ -45,7 +44,7 @@ class GuidedSymbols(nn.Module):
                 unconditional[:, 0] = NO_CLASS
             both = self.decoder(torch.cat([input_ids, unconditional]), caches=caches, **kwargs).logits  # (2B, T, V)
             conditional, unconditional_logits = both.chunk(2)  # (B, T, V) each
-            logits = unconditional_logits + self.guidance * (conditional - unconditional_logits)
+            logits = (1 + self.guidance) * conditional - self.guidance * unconditional_logits
         logits[..., N_SYMBOLS:] = float("-inf")
         return ModelOutput(logits)
 
@@ -54,7 +53,7 @@ def sample_digits(
     decoder: nn.Module,
     labels: torch.Tensor,
     *,
-    guidance: float = 1.0,
+    guidance: float = 0.0,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,

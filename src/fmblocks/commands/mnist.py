@@ -1,7 +1,7 @@
 """`fmblocks mnist train | sample | eval`: class-conditioned autoregressive MNIST over 2x2 binary patches.
 
     fmblocks mnist train  --out runs/mnist [--preset default|long] [--data-dir DIR] [--steps N]
-    fmblocks mnist sample --out runs/mnist [--per-class 10] [--guidance 2] [--temperature 1] [--top-k K] [--top-p P]
+    fmblocks mnist sample --out runs/mnist [--per-class 10] [--guidance 1] [--temperature 1] [--top-k K] [--top-p P]
                           [--seed S]
     fmblocks mnist eval   --out runs/mnist [--samples-per-class N] [sampling options]
 
@@ -10,7 +10,7 @@ classifier for class consistency (--out/classifier/). Data: the 5,000 digits shi
 (seeded 80/20 split by class), or the MNIST IDX files in --data-dir.
 sample: samples.png (rows = classes 0..9) and unrolling.png (a digit -> 14 x 14 symbols -> sequence).
 Sampling uses classifier-free guidance (the decoder also learned digits without their class token);
---guidance 1 samples plainly from p(digit | class).
+--guidance 0 --top-p 1 samples plainly from p(digit | class).
 eval: test NLL (nats per image, bits per pixel) and class consistency -> --out/metrics.json.
 """
 
@@ -48,10 +48,12 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float,
-                        help="classifier-free guidance scale; 1 = plain conditional (default: the preset's, 2)")
+                        help="classifier-free guidance weight w >= 0; 0 = plain conditional (default: the preset's, 1)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = argmax (default 1)")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely symbols")
-    parser.add_argument("--top-p", type=float, help="nucleus sampling: the most likely symbols holding mass p")
+    parser.add_argument("--top-p", type=float,
+                        help="nucleus: sample among the most likely symbols holding mass p (default: the preset's, "
+                             "0.9; 1 = all)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
 
 
@@ -63,11 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="action")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("runs/mnist"), help="run directory (default runs/mnist)")
-    common.add_argument("--data-dir", type=Path, help="MNIST IDX files (train-/t10k-*-ubyte[.gz]); default: shipped digits")
+    common.add_argument("--data-dir", type=Path,
+                        help="MNIST IDX files (train-/t10k-*-ubyte[.gz]); default: the shipped digits")
     add_threads_option(common)
 
     train_parser = actions.add_parser("train", parents=[common], help="train the decoder and the classifier")
-    train_parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default", help="run size (default: default)")
+    train_parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default",
+                              help="run size (default: default)")
     train_parser.add_argument("--steps", type=int, help="decoder optimizer steps (default: the preset's)")
     train_parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train_parser.set_defaults(func=run_train)
@@ -78,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample_parser.set_defaults(func=run_sample)
 
     eval_parser = actions.add_parser("eval", parents=[common], help="test NLL and class consistency -> metrics.json")
-    eval_parser.add_argument("--samples-per-class", type=int, help="samples per class to classify (default: the preset's)")
+    eval_parser.add_argument("--samples-per-class", type=int,
+                             help="samples per class to classify (default: the preset's)")
     add_sampling_options(eval_parser)
     eval_parser.set_defaults(func=run_eval)
 
