@@ -14,8 +14,8 @@ sampling can then use classifier-free guidance (Ho & Salimans 2022; see `mnist_s
 
 Runs are plain directories (see `train`): the decoder's trainer checkpoint, log.csv and loss.png at the
 top, the ViT classifier used for class consistency under classifier/, and run.json naming the preset
-and data. Presets are data (`RUN_PRESETS`): "default" is sized for `fmblocks demo` (10 minutes on two
-CPU cores), "long" for more time or a GPU, "tiny" for tests.
+and data. Presets are data (`RUN_PRESETS`): "default" is sized for `fmblocks demo` (about 6 of its 10
+minutes on two CPU cores), "long" for more time or a GPU, "tiny" for tests.
 Limits: 28x28 single-channel digits, classes 0..9; binarisation (pixel >= 128) drops grey levels.
 """
 
@@ -135,11 +135,11 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     ),
     "default": dict(
         decoder=("llama-style", dict(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=344)),
-        train=dict(steps=800, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=200, eval_batches=8,
-                   checkpoint_every=200),
+        train=dict(steps=700, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=175, eval_batches=8,
+                   checkpoint_every=175),
         class_dropout=0.1,
         classifier=dict(dropout=0.1),
-        classifier_train=dict(steps=2000, batch_size=64, lr=1e-3, warmup_steps=50, weight_decay=0.05,
+        classifier_train=dict(steps=1600, batch_size=64, lr=1e-3, warmup_steps=50, weight_decay=0.05,
                               eval_every=0, eval_batches=0),
         classifier_shifts=4, guidance=1.0, top_p=0.9, samples_per_class=30,
     ),

