@@ -85,6 +85,8 @@ def test_bad_data_dir_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_sample_without_a_run_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["mnist", "sample", "--out", str(tmp_path / "nothing")]) == 2
     assert "fmblocks mnist train" in capsys.readouterr().err
+    assert main(["mnist", "sample", "--out", str(tmp_path / "nothing"), "--per-class", "0"]) == 2
+    assert "must be >= 1" in capsys.readouterr().err
 
 
 def test_labels_out_of_range_in_idx_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -22,7 +22,7 @@ from fmblocks.apps.mnist_ar import (  # noqa: E402
 )
 from fmblocks.apps.mnist_sample import sample_digits  # noqa: E402
 from fmblocks.data.mnist import N_CLASSES, load_mnist  # noqa: E402
-from fmblocks.errors import ShapeError  # noqa: E402
+from fmblocks.errors import ConfigError, ShapeError  # noqa: E402
 from fmblocks.files import atomic_writer  # noqa: E402
 
 GRID = 14  # symbols per row and per column
@@ -113,6 +113,8 @@ def write_sample_pictures(
 
     guidance and top_p None take the run preset's.
     """
+    if per_class < 1:
+        raise ConfigError(f"samples per class must be >= 1, got {per_class}")
     out_dir = Path(out_dir)
     run = read_run(out_dir)
     defaults = run_preset(run["preset"])
