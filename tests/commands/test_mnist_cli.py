@@ -96,3 +96,9 @@ def test_labels_out_of_range_in_idx_files(tmp_path: Path, capsys: pytest.Capture
     assert main(["mnist", "train", "--out", str(tmp_path / "run"), "--preset", "tiny", "--data-dir", str(data)]) == 2
     assert "0..9" in capsys.readouterr().err
 
+
+
+def test_threads_below_one_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["mnist", "train", "--out", str(tmp_path / "run"), "--preset", "tiny", "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

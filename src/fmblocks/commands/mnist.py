@@ -16,34 +16,12 @@ eval: test NLL (nats per image, bits per pixel) and class consistency -> --out/m
 
 import argparse
 import json
-import os
 from pathlib import Path
-
-import torch
 
 from fmblocks.apps.mnist_ar import RUN_PRESETS, train
 from fmblocks.apps.mnist_eval import evaluate_run
 from fmblocks.apps.mnist_plots import write_sample_pictures
-from fmblocks.errors import ConfigError
-
-
-def set_threads(threads: int | None) -> int:
-    """torch threads = `threads`, by default the CPUs this process may run on (`nproc`); returns the number."""
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    return threads
-
-
-def use_all_cores() -> int:
-    """torch threads = every CPU this process may run on; returns the number."""
-    return set_threads(None)
-
-
-def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all available, as nproc)")
+from fmblocks.commands.threads import add_threads_option, set_threads
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:

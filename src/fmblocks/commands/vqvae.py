@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fmblocks.commands.mnist import add_threads_option, set_threads
+from fmblocks.commands.threads import add_threads_option, set_threads
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ConfigError
 from fmblocks.files import atomic_writer, write_json
