@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from fmblocks.errors import ConfigError, DataError
-from fmblocks.generation import apply_temperature, filter_logits, generate, top_k_filter, top_p_filter
+from fmblocks.errors import ConfigError, DataError, ShapeError
+from fmblocks.generation import apply_temperature, filter_logits, generate, generate_seq2seq, top_k_filter, top_p_filter
 from fmblocks.models import build_model, preset
 
 INF = float("-inf")
@@ -163,3 +163,54 @@ def test_generate_restores_training_mode(decoder) -> None:
     generate(decoder, torch.zeros(1, 2, dtype=torch.long), 2)
     assert decoder.training
     decoder.eval()
+
+
+# --- encoder-decoder -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seq2seq() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = preset("transformer-base", vocab_size=30, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=24,
+                    dropout=0.1)
+    return build_model(config).eval()
+
+
+def test_seq2seq_greedy_equals_argmax_of_full_forward_passes(seq2seq) -> None:
+    """Reference: re-run the whole model on the growing target and take the argmax each time."""
+    source, start = torch.randint(1, 30, (3, 7)), 0
+    tokens = generate_seq2seq(seq2seq, source, start, 12, temperature=0.0)
+    expected = torch.full((3, 1), start)
+    for _ in range(12):
+        next_token = seq2seq(source, expected).logits[:, -1].argmax(-1)
+        expected = torch.cat([expected, next_token[:, None]], dim=1)
+    assert torch.equal(tokens, expected)
+
+
+def test_seq2seq_cache_and_source_padding_change_nothing(seq2seq) -> None:
+    source = torch.randint(1, 30, (2, 6))
+    padded = torch.cat([source, torch.zeros(2, 4, dtype=torch.long)], dim=1)
+    keep = torch.tensor([[1] * 6 + [0] * 4] * 2)
+    options = dict(top_p=0.9, return_logits=True)
+    runs = [generate_seq2seq(seq2seq, source, 0, 15, use_cache=True, generator=torch.Generator().manual_seed(4),
+                             **options),
+            generate_seq2seq(seq2seq, source, 0, 15, use_cache=False, generator=torch.Generator().manual_seed(4),
+                             **options),
+            generate_seq2seq(seq2seq, padded, 0, 15, attention_mask=keep, generator=torch.Generator().manual_seed(4),
+                             **options)]
+    (tokens, logits), *others = runs
+    assert tokens.shape == (2, 16) and logits.shape == (2, 15, 30)
+    for other_tokens, other_logits in others:
+        assert torch.equal(other_tokens, tokens)
+        torch.testing.assert_close(other_logits, logits, atol=1e-5, rtol=0)
+
+
+def test_seq2seq_keeps_the_models_mode_and_checks_the_mask(seq2seq) -> None:
+    source = torch.randint(1, 30, (1, 5))
+    for training in (True, False):
+        seq2seq.train(training)
+        generate_seq2seq(seq2seq, source, 0, 3)
+        assert seq2seq.training == training
+    seq2seq.eval()
+    with pytest.raises(ShapeError, match="attention_mask must match input_ids"):
+        generate_seq2seq(seq2seq, source, 0, 3, attention_mask=torch.ones(1, 4))

@@ -12,7 +12,9 @@ token) is simply the start of the prompt.
 Stop tokens: a sequence ends after it emits one of `stop_tokens`; its later positions hold
 `pad_token` (default: the first stop token); generation ends early once every sequence has stopped,
 so the result has T0 + n columns with n <= max_new_tokens.
-Limits: decoder models only (`model(input_ids, caches=..., only_last=True)` and `model.new_caches()`);
+Encoder-decoder models: `generate_seq2seq` encodes the source once and runs `generate()` on the decoder
+reading that memory, starting from `start_token`.
+Limits: `generate()` needs `model(input_ids, caches=..., only_last=True)` and `model.new_caches()`;
 prompt + new tokens must fit in the model's max_len (DataError otherwise); no beam search.
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from fmblocks.errors import ConfigError, DataError, ShapeError
+from fmblocks.models.output import ModelOutput
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -135,3 +138,46 @@ def generate(
         empty = prompt.new_zeros((prompt.shape[0], 0, 0), dtype=torch.float)
         return tokens, torch.stack(all_logits, dim=1) if all_logits else empty
     return tokens
+
+
+class _DecoderOverMemory(torch.nn.Module):
+    """An encoder-decoder seen by `generate()` as a decoder: its decoder reading a fixed encoder memory."""
+
+    def __init__(self, model: torch.nn.Module, memory: torch.Tensor, source_mask: torch.Tensor | None) -> None:
+        super().__init__()
+        self.model, self.memory, self.source_mask, self.config = model, memory, source_mask, model.config
+        self.train(model.training)  # generate() restores this mode on exit
+
+    def new_caches(self) -> list:
+        return self.model.new_caches()
+
+    def forward(self, input_ids: torch.Tensor, *, caches: list | None = None, only_last: bool = False) -> ModelOutput:
+        return ModelOutput(self.model.decode(input_ids, self.memory, self.source_mask, caches=caches,
+                                             only_last=only_last))
+
+
+@torch.no_grad()
+def generate_seq2seq(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    start_token: int,
+    max_new_tokens: int,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    **options,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Target sequences (B, 1 + n) for the sources `input_ids` (B, S) of an encoder-decoder `model`.
+
+    The source is encoded once (padding marked 0 in `attention_mask`); the decoder starts from
+    `start_token` and extends it by up to `max_new_tokens` tokens; `options` are `generate()`'s
+    (temperature, top_k, top_p, stop_tokens, pad_token, use_cache, generator, return_logits).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        source_mask = model.source_mask(input_ids, attention_mask)  # (B, 1, 1, S) or None
+        memory = model.encode(input_ids, source_mask)  # (B, S, D)
+    finally:
+        model.train(was_training)
+    prompt = torch.full((input_ids.shape[0], 1), start_token, dtype=torch.long, device=input_ids.device)
+    return generate(_DecoderOverMemory(model, memory, source_mask), prompt, max_new_tokens, **options)

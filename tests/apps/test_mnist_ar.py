@@ -131,6 +131,14 @@ def test_sampling_is_seeded_and_gives_binary_digits() -> None:
     assert torch.equal(a, b) and a.shape == (2, 28, 28) and a.max() <= 1
 
 
+def test_sampling_leaves_the_decoder_in_its_mode() -> None:
+    model = tiny_decoder()
+    for training in (False, True):
+        model.train(training)
+        sample_digits(model, torch.tensor([4]), guidance=1.0)
+        assert model.training == training
+
+
 def test_class_consistency_counts_matches() -> None:
     class Fixed(torch.nn.Module):  # says "class 1" for every image
         def forward(self, images: torch.Tensor):

@@ -31,6 +31,7 @@ class GuidedSymbols(nn.Module):
     def __init__(self, decoder: nn.Module, guidance: float = 0.0) -> None:
         super().__init__()
         self.decoder, self.guidance, self.config = decoder, check_guidance(guidance), decoder.config
+        self.train(decoder.training)  # generate() restores this mode on exit
 
     def new_caches(self) -> list:
         return self.decoder.new_caches()

@@ -10,13 +10,16 @@ Source and target share one vocabulary and one embedding table (and the output p
 tie_embeddings). The decoder has `n_decoder_layers` blocks (0 = as many as the encoder).
 Intermediates: the decoder's "embeddings", "attention", "mlp", "hidden", its "cross_attention"
 (B, H, T_dec, S) per layer, and the encoder's dict under "encoder".
-Limits: no KV cache for the decoder (generate() supports decoder-only models).
+Generation: `memory = model.encode(...)` once, then `model.decode(ids, memory, caches=caches)` with the
+start of the target and afterwards one new token at a time (`caches = model.new_caches()` hold the
+decoder's self-attention keys and values; cross-attention keys and values are recomputed from memory
+at each step). `fmblocks.generation.generate_seq2seq` does this with the sampling filters.
 """
 
 import torch
 from torch import nn
 
-from fmblocks.blocks.attention import padding_mask
+from fmblocks.blocks.attention import KVCache, padding_mask
 from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
@@ -49,6 +52,41 @@ class EncoderDecoder(nn.Module):
             record["embeddings"] = x
         return self.encoder(x, mask=attention_mask, positions=positions, record=record)
 
+    def new_caches(self) -> list[KVCache]:
+        """Empty key/value caches, one per decoder layer, for incremental decoding."""
+        return self.decoder.new_caches()
+
+    def source_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """attention_mask (B, S) of 1 = token, 0 = padding -> the boolean key mask (B, 1, 1, S), or None."""
+        if attention_mask is None:
+            return None
+        if attention_mask.shape != input_ids.shape:
+            raise ShapeError(f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+        return padding_mask(attention_mask.bool())
+
+    def decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        memory: torch.Tensor,
+        source_mask: torch.Tensor | None = None,
+        *,
+        caches: list[KVCache] | None = None,
+        only_last: bool = False,
+        record: dict | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) (or (B, 1, V) with only_last) of the decoder reading `memory` (B, S, D)."""
+        check_ids(decoder_input_ids, "decoder_input_ids")
+        offset = caches[0].length if caches else 0
+        length = decoder_input_ids.shape[1]
+        check_length(length, self.config.max_len, cached=offset)
+        positions = torch.arange(offset, offset + length, device=decoder_input_ids.device)  # (T,)
+        x = self.embed(decoder_input_ids, positions)
+        if record is not None:
+            record["embeddings"] = x
+        x = self.decoder(x, causal=length > 1, context=memory, context_mask=source_mask, positions=positions,
+                         caches=caches, record=record)
+        return self.lm_head(x[:, -1:] if only_last else x)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -58,18 +96,10 @@ class EncoderDecoder(nn.Module):
         *,
         return_intermediates: bool = False,
     ) -> ModelOutput:
-        check_ids(decoder_input_ids, "decoder_input_ids")
-        check_length(decoder_input_ids.shape[1], self.config.max_len)
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ShapeError(f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
-        source_mask = padding_mask(attention_mask.bool()) if attention_mask is not None else None  # (B, 1, 1, S)
+        source_mask = self.source_mask(input_ids, attention_mask)  # (B, 1, 1, S) or None
         encoder_record = {} if return_intermediates else None
         memory = self.encode(input_ids, source_mask, record=encoder_record)
-
-        positions = torch.arange(decoder_input_ids.shape[1], device=decoder_input_ids.device)  # (T,)
-        x = self.embed(decoder_input_ids, positions)
-        record = {"embeddings": x, "encoder": encoder_record} if return_intermediates else None
-        x = self.decoder(x, causal=True, context=memory, context_mask=source_mask, positions=positions, record=record)
-        logits = self.lm_head(x)
+        record = {"encoder": encoder_record} if return_intermediates else None
+        logits = self.decode(decoder_input_ids, memory, source_mask, record=record)
         loss = lm_loss(logits, targets) if targets is not None else None
         return ModelOutput(logits, loss, record)
