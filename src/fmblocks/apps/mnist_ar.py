@@ -15,7 +15,8 @@ sampling can then use classifier-free guidance (Ho & Salimans 2022; see `mnist_s
 Runs are plain directories (see `train`): the decoder's trainer checkpoint, log.csv and loss.png at the
 top, the ViT classifier used for class consistency under classifier/, and run.json naming the preset
 and data. Presets are data (`RUN_PRESETS`): "default" is sized for `fmblocks demo` (about 6 of its 10
-minutes on two CPU cores), "long" for more time or a GPU, "tiny" for tests.
+minutes on two CPU cores), "long" for more time (about 65 minutes of training on two cores) or a GPU,
+"tiny" for tests.
 Limits: 28x28 single-channel digits, classes 0..9; binarisation (pixel >= 128) drops grey levels.
 """
 
@@ -145,7 +146,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     ),
     "long": dict(
         decoder=("llama-style", dict(d_model=192, n_layers=6, n_heads=6, n_kv_heads=3, d_ff=512, dropout=0.1)),
-        train=dict(steps=3000, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=8,
+        train=dict(steps=2000, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=8,
                    checkpoint_every=250),
         class_dropout=0.1,
         classifier=dict(d_model=96, n_layers=6, n_heads=4, d_ff=192, dropout=0.1),

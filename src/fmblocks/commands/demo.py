@@ -7,7 +7,7 @@ tokens of 2x2 binary patches), trains the ViT classifier that checks the samples
 writes to --out: samples.png (rows = classes 0..9), unrolling.png (a digit -> its token sequence),
 loss.png, metrics.json (test NLL in nats per image and bits per pixel, class consistency),
 checkpoints and logs. The default preset takes about 6 minutes on two CPU cores (at most 10);
---preset long is for more time (about 1.5 hours on two cores) or a GPU. An interrupted demo resumes
+--preset long is for more time (about 70 minutes on two cores) or a GPU. An interrupted demo resumes
 from its checkpoints.
 """
 
