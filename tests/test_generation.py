@@ -158,6 +158,21 @@ def test_prompt_plus_new_tokens_longer_than_context_is_refused(decoder) -> None:
         generate(decoder, torch.zeros(1, 60, dtype=torch.long), 10)
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_left_padded_prompts_continue_as_each_prompt_alone(decoder, use_cache: bool) -> None:
+    """Reference: generate() on each prompt by itself (greedy), without padding."""
+    prompts = [torch.randint(1, 50, (1, n)) for n in (6, 2, 4)]
+    width = max(p.shape[1] for p in prompts)
+    padded = torch.cat([torch.cat([torch.zeros(1, width - p.shape[1], dtype=torch.long), p], 1) for p in prompts])
+    keep = torch.cat([(torch.arange(width) >= width - p.shape[1])[None] for p in prompts]).long()
+    tokens = generate(decoder, padded, 12, temperature=0.0, attention_mask=keep, use_cache=use_cache)
+    for row, prompt in enumerate(prompts):
+        alone = generate(decoder, prompt, 12, temperature=0.0)
+        assert torch.equal(tokens[row, width:], alone[0, prompt.shape[1]:])
+    with pytest.raises(ShapeError, match="attention_mask must match the prompt"):
+        generate(decoder, padded, 2, attention_mask=keep[:, 1:])
+
+
 def test_generate_restores_training_mode(decoder) -> None:
     decoder.train()
     generate(decoder, torch.zeros(1, 2, dtype=torch.long), 2)

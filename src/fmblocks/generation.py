@@ -12,6 +12,8 @@ token) is simply the start of the prompt.
 Stop tokens: a sequence ends after it emits one of `stop_tokens`; its later positions hold
 `pad_token` (default: the first stop token); generation ends early once every sequence has stopped,
 so the result has T0 + n columns with n <= max_new_tokens.
+Prompts of different lengths: left-pad them and pass `attention_mask` (B, T0), 0 on the padding;
+each row then continues exactly as its prompt alone would (decoders that take attention_mask).
 Encoder-decoder models: `generate_seq2seq` encodes the source once and runs `generate()` on the decoder
 reading that memory, starting from `start_token`.
 Limits: `generate()` needs `model(input_ids, caches=..., only_last=True)` and `model.new_caches()`;
@@ -87,6 +89,7 @@ def generate(
     top_p: float | None = None,
     stop_tokens: Sequence[int] | None = None,
     pad_token: int | None = None,
+    attention_mask: torch.Tensor | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     return_logits: bool = False,
@@ -103,11 +106,15 @@ def generate(
     if prompt.shape[1] + max_new_tokens > max_len:
         raise DataError(
             f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's max_len {max_len}")
+    if attention_mask is not None and attention_mask.shape != prompt.shape:
+        raise ShapeError(f"attention_mask must match the prompt {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
     stops = torch.tensor(list(stop_tokens or []), dtype=torch.long, device=prompt.device)
     pad = pad_token if pad_token is not None else (int(stops[0]) if len(stops) else 0)
 
     batch, start = prompt.shape
     tokens = torch.cat([prompt, prompt.new_full((batch, max_new_tokens), pad)], dim=1)  # (B, T0 + max_new)
+    keep = None if attention_mask is None else torch.cat(  # (B, T0 + max_new): the new tokens are all kept
+        [attention_mask.bool(), attention_mask.new_ones((batch, max_new_tokens), dtype=torch.bool)], dim=1)
     done = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     all_logits = []
     was_training = model.training
@@ -117,7 +124,8 @@ def generate(
         end = start
         while end < start + max_new_tokens:
             step_input = tokens[:, end - 1 : end] if use_cache and end > start else tokens[:, :end]
-            logits = model(step_input, caches=caches, only_last=True).logits[:, -1]  # (B, V)
+            masking = {} if keep is None else {"attention_mask": keep[:, :end]}
+            logits = model(step_input, caches=caches, only_last=True, **masking).logits[:, -1]  # (B, V)
             if return_logits:
                 all_logits.append(logits)
             if temperature == 0:  # greedy: the filters could only keep the argmax

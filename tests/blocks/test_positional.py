@@ -112,8 +112,18 @@ def test_rope_bad_input() -> None:
         RotaryEmbedding(5)
     with pytest.raises(ShapeError, match="expected head dim 8"):
         RotaryEmbedding(8)(torch.randn(1, 1, 3, 4), torch.arange(3))
-    with pytest.raises(ShapeError, match=r"positions must be \(T,\) with T=3"):
+    with pytest.raises(ShapeError, match=r"positions must be \(T,\) or \(B, T\) with B=1, T=3"):
         RotaryEmbedding(8)(torch.randn(1, 1, 3, 8), torch.arange(4))
+    with pytest.raises(ShapeError, match=r"got \(2, 3\)"):
+        RotaryEmbedding(8)(torch.randn(1, 1, 3, 8), torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_rope_positions_per_row_equal_each_row_alone() -> None:
+    rope = RotaryEmbedding(16)
+    x = torch.randn(3, 2, 5, 16)
+    positions = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 0, 1, 2], [7, 9, 11, 13, 15]])
+    rows = torch.cat([rope(x[i : i + 1], positions[i]) for i in range(3)])
+    torch.testing.assert_close(rope(x, positions), rows, atol=0, rtol=0)
 
 
 def test_sinusoidal_bad_dim() -> None:

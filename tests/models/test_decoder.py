@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fmblocks.errors import DataError
+from fmblocks.errors import DataError, ShapeError
 from fmblocks.models import build_model, preset
 
 SMALL = dict(vocab_size=60, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=24)
@@ -33,6 +33,28 @@ def test_future_tokens_do_not_change_earlier_logits(pos: str) -> None:
     a, b = model(ids).logits, model(changed).logits
     torch.testing.assert_close(a[:, :8], b[:, :8])
     assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "alibi", "none"])
+def test_left_padded_rows_equal_their_prompts_alone(pos: str) -> None:
+    """Reference: each prompt run alone, unpadded; the padded batch must give the same logits."""
+    model = build_model(preset("gpt2-style", **SMALL, pos=pos)).eval()
+    prompts = [torch.randint(1, 60, (1, n)) for n in (9, 4, 6)]
+    width = max(p.shape[1] for p in prompts)
+    ids = torch.cat([torch.cat([torch.zeros(1, width - p.shape[1], dtype=torch.long), p], 1) for p in prompts])
+    keep = torch.cat([(torch.arange(width) >= width - p.shape[1])[None] for p in prompts]).long()  # (3, 9)
+    logits = model(ids, attention_mask=keep).logits
+    for row, prompt in enumerate(prompts):
+        alone = model(prompt).logits[0]
+        torch.testing.assert_close(logits[row, width - prompt.shape[1]:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_mask_must_cover_the_cache_and_the_input() -> None:
+    model = build_model(preset("gpt2-style", **SMALL)).eval()
+    caches = model.new_caches()
+    model(torch.randint(0, 60, (2, 5)), caches=caches)
+    with pytest.raises(ShapeError, match=r"attention_mask must be \(B, cached \+ T\) = \(2, 6\), got \(2, 1\)"):
+        model(torch.randint(0, 60, (2, 1)), caches=caches, attention_mask=torch.ones(2, 1))
 
 
 def test_intermediates_have_the_documented_shapes() -> None:

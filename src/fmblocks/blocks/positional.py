@@ -86,7 +86,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """RoPE: x (B, H, T, Dh), positions (T,) long -> x rotated pairwise by angles positions * theta.
+    """RoPE: x (B, H, T, Dh), positions (T,) or per row (B, T) long -> x rotated pairwise by positions * theta.
 
     theta_i = base^(-2i/Dh) for i < Dh/2; channel i and i + Dh/2 form pair i (rotate-half layout).
     Norms are preserved and <R_m q, R_n k> depends only on n - m. The angles are computed in float32
@@ -104,10 +104,13 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.head_dim:
             raise ShapeError(f"RoPE expected head dim {self.head_dim}, got input {tuple(x.shape)}")
-        if positions.dim() != 1 or positions.shape[0] != x.shape[-2]:
-            raise ShapeError(f"RoPE positions must be (T,) with T={x.shape[-2]}, got {tuple(positions.shape)}")
-        angle = positions.float()[:, None] * self.inv_freq  # (T, Dh/2)
-        angle = torch.cat([angle, angle], dim=-1)  # (T, Dh): pair i uses the same angle at i and i + Dh/2
+        rows, t = x.shape[0], x.shape[-2]
+        if positions.shape not in ((t,), (rows, t)):
+            raise ShapeError(f"RoPE positions must be (T,) or (B, T) with B={rows}, T={t}; got {tuple(positions.shape)}")
+        angle = positions.float()[..., None] * self.inv_freq  # (T, Dh/2) or (B, T, Dh/2)
+        angle = torch.cat([angle, angle], dim=-1)  # pair i uses the same angle at channels i and i + Dh/2
+        if angle.dim() == 3:
+            angle = angle[:, None]  # (B, 1, T, Dh): the same angles for every head
         return x * angle.cos().to(x.dtype) + rotate_half(x) * angle.sin().to(x.dtype)
 
     def extra_repr(self) -> str:
