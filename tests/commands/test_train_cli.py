@@ -53,6 +53,16 @@ def test_train_a_tiny_decoder_then_sample(files, tmp_path, capsys) -> None:
     assert capsys.readouterr().out == first  # seeded
     assert len(first.split("\n---\n")) == 2
 
+    # several prompts share one left-padded batch; each continues exactly as when sampled alone
+    alone = []
+    for text in ("def", "import os"):
+        assert main(["sample", "--checkpoint", str(out), "--prompt", text, "--max-new-tokens", "6",
+                     "--temperature", "0"]) == 0
+        alone.append(capsys.readouterr().out.rstrip("\n"))
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "def", "--prompt", "import os",
+                 "--max-new-tokens", "6", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.rstrip("\n").split("\n---\n") == alone
+
 
 def test_a_config_file_then_resume_continues_the_run(files, tmp_path, capsys) -> None:
     out, config = tmp_path / "run", tmp_path / "model.json"

@@ -5,6 +5,8 @@
 CHECKPOINT is a run directory (or its checkpoint/ directory); the tokenizer saved beside it decodes
 the result, which is printed as prompt + continuation. --temperature 0 is greedy decoding; --seed
 makes sampling reproducible. An empty prompt starts from the tokenizer's end-of-text token.
+Several --prompt options run as one batch (left-padded, each continued as if alone); the output holds
+--num-samples continuations of each prompt in turn, separated by lines of "---".
 """
 
 import argparse
@@ -19,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sample", help="generate text from a trained decoder", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="run directory or checkpoint directory")
-    parser.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    parser.add_argument("--prompt", action="append",
+                        help="text to continue; repeat for several prompts in one batch (default: empty)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (default 64)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     parser.add_argument("--top-k", type=int, help="keep the k most likely tokens")
@@ -30,22 +33,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def prompt_ids(tokenizer, text: str) -> tuple[list[int], int]:
+    """The ids that start a sample of `text`, and how many of them stand for no text (1 for the empty prompt)."""
+    from fmblocks.training.corpus import END_OF_TEXT, special_id
+
+    ids = list(tokenizer.encode(text)) if text else []
+    if ids:
+        return ids, 0
+    start = special_id(tokenizer, *END_OF_TEXT)
+    if start is None:
+        raise DataError("an empty prompt needs an end-of-text token to start from; pass --prompt")
+    return [start], 1
+
+
 def run(args: argparse.Namespace) -> int:
     from fmblocks.generation import generate
-    from fmblocks.training.corpus import END_OF_TEXT, special_id
     from fmblocks.training.runs import load_run
 
     model, _, tokenizer = load_run(args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
-    ids = list(tokenizer.encode(args.prompt)) if args.prompt else []
-    if not ids:
-        start = special_id(tokenizer, *END_OF_TEXT)
-        if start is None:
-            raise DataError("an empty prompt needs an end-of-text token to start from; pass --prompt")
-        ids = [start]
-    prompt = torch.tensor([ids] * args.num_samples)  # (num_samples, T0)
+    starts = [prompt_ids(tokenizer, text) for text in args.prompt or [""] for _ in range(args.num_samples)]
+    width = max(len(ids) for ids, _ in starts)
+    prompt = torch.tensor([[0] * (width - len(ids)) + ids for ids, _ in starts])  # (rows, width), left-padded
+    keep = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in starts])
     generator = torch.Generator().manual_seed(args.seed)
     tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, generator=generator)
-    skip = 0 if args.prompt else 1  # the start token stands for "no prompt"
-    print("\n---\n".join(tokenizer.decode(row[skip:]) for row in tokens.tolist()))
+                      top_p=args.top_p, attention_mask=keep, generator=generator)
+    texts = [tokenizer.decode(row[width - len(ids) + skip:]) for row, (ids, skip) in zip(tokens.tolist(), starts)]
+    print("\n---\n".join(texts))
     return 0
