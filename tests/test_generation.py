@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from fmblocks.errors import ConfigError, DataError, ShapeError
-from fmblocks.generation import apply_temperature, filter_logits, generate, generate_seq2seq, top_k_filter, top_p_filter
+from fmblocks.generation import (
+    apply_temperature, filter_logits, generate, generate_seq2seq, left_pad, top_k_filter, top_p_filter,
+)
 from fmblocks.models import build_model, preset
 
 INF = float("-inf")
@@ -161,16 +163,22 @@ def test_prompt_plus_new_tokens_longer_than_context_is_refused(decoder) -> None:
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_left_padded_prompts_continue_as_each_prompt_alone(decoder, use_cache: bool) -> None:
     """Reference: generate() on each prompt by itself (greedy), without padding."""
-    prompts = [torch.randint(1, 50, (1, n)) for n in (6, 2, 4)]
-    width = max(p.shape[1] for p in prompts)
-    padded = torch.cat([torch.cat([torch.zeros(1, width - p.shape[1], dtype=torch.long), p], 1) for p in prompts])
-    keep = torch.cat([(torch.arange(width) >= width - p.shape[1])[None] for p in prompts]).long()
+    prompts = [torch.randint(1, 50, (n,)).tolist() for n in (6, 2, 4)]
+    padded, keep = left_pad(prompts, pad_token=49)
+    assert padded[1].tolist() == [49] * 4 + prompts[1] and keep[1].tolist() == [0] * 4 + [1] * 2
+    width = padded.shape[1]
     tokens = generate(decoder, padded, 12, temperature=0.0, attention_mask=keep, use_cache=use_cache)
     for row, prompt in enumerate(prompts):
-        alone = generate(decoder, prompt, 12, temperature=0.0)
-        assert torch.equal(tokens[row, width:], alone[0, prompt.shape[1]:])
+        alone = generate(decoder, torch.tensor([prompt]), 12, temperature=0.0)
+        assert torch.equal(tokens[row, width:], alone[0, len(prompt):])
     with pytest.raises(ShapeError, match="attention_mask must match the prompt"):
         generate(decoder, padded, 2, attention_mask=keep[:, 1:])
+
+
+def test_left_pad_refuses_empty_input() -> None:
+    for prompts in ([], [[1, 2], []]):
+        with pytest.raises(ShapeError, match="no empty prompt"):
+            left_pad(prompts)
 
 
 def test_generate_restores_training_mode(decoder) -> None:

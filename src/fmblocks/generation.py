@@ -12,7 +12,7 @@ token) is simply the start of the prompt.
 Stop tokens: a sequence ends after it emits one of `stop_tokens`; its later positions hold
 `pad_token` (default: the first stop token); generation ends early once every sequence has stopped,
 so the result has T0 + n columns with n <= max_new_tokens.
-Prompts of different lengths: left-pad them and pass `attention_mask` (B, T0), 0 on the padding;
+Prompts of different lengths: `left_pad` them and pass its `attention_mask` (B, T0), 0 on the padding;
 each row then continues exactly as its prompt alone would (decoders that take attention_mask).
 Encoder-decoder models: `generate_seq2seq` encodes the source once and runs `generate()` on the decoder
 reading that memory, starting from `start_token`.
@@ -76,6 +76,16 @@ def sample(logits: torch.Tensor, *, generator: torch.Generator | None = None) ->
     """One token id per row of (B, V) filtered logits, drawn from their softmax."""
     probs = logits.float().softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_token: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists of any lengths >= 1 -> (ids (B, T0), attention_mask (B, T0)), padded on the left."""
+    if not prompts or min(map(len, prompts)) < 1:
+        raise ShapeError("left_pad needs at least one prompt and no empty prompt")
+    width = max(map(len, prompts))
+    ids = torch.tensor([[pad_token] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+    return ids, mask
 
 
 @torch.no_grad()

@@ -47,14 +47,13 @@ def prompt_ids(tokenizer, text: str) -> tuple[list[int], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmblocks.generation import generate
+    from fmblocks.generation import generate, left_pad
     from fmblocks.training.runs import load_run
 
     model, _, tokenizer = load_run(args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
     starts = [prompt_ids(tokenizer, text) for text in args.prompt or [""] for _ in range(args.num_samples)]
-    width = max(len(ids) for ids, _ in starts)
-    prompt = torch.tensor([[0] * (width - len(ids)) + ids for ids, _ in starts])  # (rows, width), left-padded
-    keep = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in starts])
+    prompt, keep = left_pad([ids for ids, _ in starts])  # (rows, width) each
+    width = prompt.shape[1]
     generator = torch.Generator().manual_seed(args.seed)
     tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                       top_p=args.top_p, attention_mask=keep, generator=generator)
