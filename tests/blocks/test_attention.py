@@ -214,13 +214,31 @@ def test_grouped_query_attention_equals_mha_with_shared_heads(n_kv_heads: int) -
     ids=["mha", "gqa", "rope", "alibi", "math-mqa"],
 )
 def test_kv_cache_steps_equal_full_causal_forward(options: dict) -> None:
+    """Without autograd the cache writes into its buffers; with it, it concatenates and gradients match."""
     attn = MultiHeadAttention(16, 4, **options)
     x = torch.randn(2, 7, 16)
     full = attn(x, causal=True)
-    cache = KVCache()
-    steps = [attn(x[:, a:b], causal=True, cache=cache) for a, b in [(0, 3), (3, 4), (4, 5), (5, 7)]]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-    assert cache.length == 7 and cache.k.shape == (2, attn.n_kv_heads, 7, 4)
+    full_grads = torch.autograd.grad(full.square().sum(), list(attn.parameters()))
+    for grad in (False, True):
+        cache = KVCache()
+        with torch.set_grad_enabled(grad):
+            steps = torch.cat([attn(x[:, a:b], causal=True, cache=cache) for a, b in [(0, 3), (3, 4), (4, 5), (5, 7)]],
+                              dim=1)
+        torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+        assert cache.length == 7 and cache.k.shape == (2, attn.n_kv_heads, 7, 4)
+        if grad:
+            step_grads = torch.autograd.grad(steps.square().sum(), list(attn.parameters()))
+            for step_grad, full_grad in zip(step_grads, full_grads):
+                torch.testing.assert_close(step_grad, full_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_holds_every_appended_position_as_it_grows() -> None:
+    cache, keys, values = KVCache(), torch.randn(2, 3, 40, 8), torch.randn(2, 3, 40, 8)
+    for start, stop in [(0, 5), *((t, t + 1) for t in range(5, 33)), (33, 40)]:
+        k, v = cache.append(keys[:, :, start:stop], values[:, :, start:stop])
+        assert torch.equal(k, keys[:, :, :stop]) and torch.equal(v, values[:, :, :stop])
+    with pytest.raises(ShapeError, match="cannot append"):
+        cache.append(torch.randn(1, 3, 1, 8), torch.randn(1, 3, 1, 8))
 
 
 def test_rope_relative_positions_in_attention() -> None:

@@ -211,30 +211,54 @@ def scaled_dot_product_attention(
 
 
 class KVCache:
-    """Keys and values of the positions seen so far, k and v (B, H_kv, S, Dh), grown by `append`."""
+    """Keys and values of the positions seen so far, k and v (B, H_kv, S, Dh), grown by `append`.
+
+    They live in buffers with spare room along S that double when full, so a step of generation writes
+    its new positions in place instead of copying the whole cache (O(T) amortised, not O(T^2) over a
+    sequence). Under autograd (inputs that require grad) the cache concatenates instead, because later
+    in-place writes would invalidate tensors saved for backward.
+    """
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+        self._k: torch.Tensor | None = None  # (B, H_kv, capacity, Dh)
+        self._v: torch.Tensor | None = None
+        self.length = 0  # cached positions S
 
     @property
-    def length(self) -> int:
-        """Number of cached positions S (0 when empty)."""
-        return 0 if self.k is None else self.k.shape[-2]
+    def k(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, : self.length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, : self.length]
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add k, v (B, H_kv, T, Dh) after the cached positions; returns all keys and values (B, H_kv, S+T, Dh)."""
-        if self.k is None or self.v is None:
-            self.k, self.v = k, v
+        if self._k is not None and (k.shape[:2] != self._k.shape[:2] or k.shape[-1] != self._k.shape[-1]
+                                    or v.shape[-1] != self._v.shape[-1]):
+            raise ShapeError(
+                f"KVCache holds k {tuple(self.k.shape)}, v {tuple(self.v.shape)}; cannot append "
+                f"k {tuple(k.shape)}, v {tuple(v.shape)} (expected same B, H_kv and head dims)"
+            )
+        end = self.length + k.shape[-2]
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            self._k = k if self._k is None else torch.cat([self.k, k], dim=-2)
+            self._v = v if self._v is None else torch.cat([self.v, v], dim=-2)
         else:
-            if k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1] or v.shape[-1] != self.v.shape[-1]:
-                raise ShapeError(
-                    f"KVCache holds k {tuple(self.k.shape)}, v {tuple(self.v.shape)}; cannot append "
-                    f"k {tuple(k.shape)}, v {tuple(v.shape)} (expected same B, H_kv and head dims)"
-                )
-            self.k = torch.cat([self.k, k], dim=-2)  # (B, H_kv, S + T, Dh)
-            self.v = torch.cat([self.v, v], dim=-2)
+            if self._k is None or end > self._k.shape[-2]:
+                self._k, self._v = self._grown(self._k, k, end), self._grown(self._v, v, end)
+            self._k[:, :, self.length : end] = k
+            self._v[:, :, self.length : end] = v
+        self.length = end
         return self.k, self.v
+
+    def _grown(self, buffer: torch.Tensor | None, new: torch.Tensor, needed: int) -> torch.Tensor:
+        """A buffer with room for max(needed, 2 x its capacity) positions, holding the cached ones."""
+        capacity = max(needed, 2 * (0 if buffer is None else buffer.shape[-2]))
+        grown = new.new_empty(*new.shape[:2], capacity, new.shape[-1])
+        if self.length:
+            grown[:, :, : self.length] = buffer[:, :, : self.length]
+        return grown
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
