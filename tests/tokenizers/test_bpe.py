@@ -66,8 +66,8 @@ def pretrained() -> list[BPETokenizer]:
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_round_trip_any_text(pretrained: list[BPETokenizer], text: str) -> None:
-    for tok in pretrained:
-        assert tok.decode(tok.encode(text)) == text
+    for tok in pretrained:  # hypothesis also draws special-token strings from our sources: allow them
+        assert tok.decode(tok.encode(text, allowed_special="all")) == text
 
 
 @settings(max_examples=100, deadline=None)

@@ -12,6 +12,10 @@ Multilingual Plane make it slow; so for these two patterns a `re` twin is genera
 members of `\\p{L}`, `\\p{N}` and `\\s` spelt out (taken from the `regex` module's own tables, so both
 engines agree), and used on any text without astral characters. A raw user pattern runs on
 `regex` only, and must match every character (checked: ConfigError otherwise).
+Limits: `\\p{L}` and `\\p{N}` follow the `regex` module's Unicode tables, which can be newer than
+tiktoken's. A code point that is unassigned in Python's own Unicode database (14.0 here) but a letter
+for `regex` (e.g. U+3D000) splits differently from tiktoken, so its ids can differ. Assigned code
+points split identically.
 
 `BYTE_ORDER` is GPT-2's order of the 256 bytes (printable ones first); `byte_to_char`/`char_to_byte`
 map each byte to a printable character, so byte strings can be written in JSON vocabularies.
