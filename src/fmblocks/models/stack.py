@@ -1,6 +1,6 @@
 """What every model shares: token embeddings, a stack of TransformerBlocks, the LM loss, weight init.
 
-    x = Embeddings(config)(input_ids (B, T), positions (T,), token_type_ids) -> (B, T, D)
+    x = Embeddings(config)(input_ids (B, T), positions (T,) or (B, T), token_type_ids) -> (B, T, D)
         x = tok[ids] * s + pos[positions] (if pos is "learned" | "sinusoidal") + type[token_type_ids]
         s = sqrt(D) with sinusoidal positions (Vaswani et al.: unit-amplitude positions must not drown
         the token embeddings), else 1
@@ -64,7 +64,7 @@ class Embeddings(nn.Module):
     ) -> torch.Tensor:
         x = self.tokens(input_ids) * self.scale  # (B, T, D)
         if self.positions is not None:
-            x = x + self.positions(positions)  # (T, D) broadcast over B
+            x = x + self.positions(positions)  # (T, D) broadcast over B, or (B, T, D) per row
         if self.token_types is not None:
             types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             x = x + self.token_types(types)
