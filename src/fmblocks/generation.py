@@ -117,7 +117,8 @@ def generate(
         raise DataError(
             f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's max_len {max_len}")
     if attention_mask is not None and attention_mask.shape != prompt.shape:
-        raise ShapeError(f"attention_mask must match the prompt {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
+        raise ShapeError(
+            f"attention_mask must match the prompt {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
     stops = torch.tensor(list(stop_tokens or []), dtype=torch.long, device=prompt.device)
     pad = pad_token if pad_token is not None else (int(stops[0]) if len(stops) else 0)
 

@@ -106,7 +106,8 @@ class RotaryEmbedding(nn.Module):
             raise ShapeError(f"RoPE expected head dim {self.head_dim}, got input {tuple(x.shape)}")
         rows, t = x.shape[0], x.shape[-2]
         if positions.shape not in ((t,), (rows, t)):
-            raise ShapeError(f"RoPE positions must be (T,) or (B, T) with B={rows}, T={t}; got {tuple(positions.shape)}")
+            raise ShapeError(
+                f"RoPE positions must be (T,) or (B, T) with B={rows}, T={t}; got {tuple(positions.shape)}")
         angle = positions.float()[..., None] * self.inv_freq  # (T, Dh/2) or (B, T, Dh/2)
         angle = torch.cat([angle, angle], dim=-1)  # pair i uses the same angle at channels i and i + Dh/2
         if angle.dim() == 3:

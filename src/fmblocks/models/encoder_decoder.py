@@ -61,7 +61,8 @@ class EncoderDecoder(nn.Module):
         if attention_mask is None:
             return None
         if attention_mask.shape != input_ids.shape:
-            raise ShapeError(f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+            raise ShapeError(
+                f"attention_mask must match input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
         return padding_mask(attention_mask.bool())
 
     def decode(
