@@ -232,6 +232,22 @@ def test_kv_cache_steps_equal_full_causal_forward(options: dict) -> None:
                 torch.testing.assert_close(step_grad, full_grad, atol=1e-5, rtol=1e-5)
 
 
+def test_cross_attention_cache_projects_the_context_once() -> None:
+    attn = MultiHeadAttention(16, 4, d_context=12, n_kv_heads=2).eval()
+    x, context = torch.randn(2, 3, 16), torch.randn(2, 5, 12)
+    keep = padding_mask(torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+    cache = KVCache()
+    with torch.no_grad():
+        first = attn(x, context, keep, cache=cache)
+        assert cache.length == 5  # the context's positions, projected once
+        later = attn(x[:, 1:], torch.zeros_like(context), keep, cache=cache)  # the cached projection is used
+        torch.testing.assert_close(first, attn(x, context, keep), atol=0, rtol=0)
+        torch.testing.assert_close(later, attn(x[:, 1:], context, keep), atol=1e-6, rtol=1e-6)
+    assert cache.length == 5
+    with pytest.raises(ConfigError, match="cross-attention .* takes no causal=True"):
+        attn(x, context, causal=True)
+
+
 def test_kv_cache_holds_every_appended_position_as_it_grows() -> None:
     cache, keys, values = KVCache(), torch.randn(2, 3, 40, 8), torch.randn(2, 3, 40, 8)
     for start, stop in [(0, 5), *((t, t + 1) for t in range(5, 33)), (33, 40)]:

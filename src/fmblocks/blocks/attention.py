@@ -275,8 +275,10 @@ class MultiHeadAttention(nn.Module):
     q_proj: D -> H*Dh, k_proj/v_proj: Dc -> H_kv*Dh (Dc = d_context or D), o_proj: H*Dh -> D, Dh = D / H.
     `mask` is broadcastable to (B, H, T, S); `causal` masks future keys (with the cache offset). RoPE
     (`rope=`) rotates q and k at `positions` (default: cache.length .. cache.length + T - 1); `alibi=True`
-    adds the ALiBi bias. Both apply to self-attention only. `return_weights=True` uses the math path and
-    also returns the attention weights (B, H, T, S) (before dropout).
+    adds the ALiBi bias. Both apply to self-attention only. With a `cache`, self-attention appends this
+    call's keys and values to it; cross-attention fills it with the projected context at its first call
+    and reuses that afterwards (so the context must stay the same). `return_weights=True` uses the math
+    path and also returns the attention weights (B, H, T, S) (before dropout).
     """
 
     def __init__(
@@ -338,19 +340,22 @@ class MultiHeadAttention(nn.Module):
             if context.dim() != 3 or context.shape[0] != b or context.shape[-1] != self.d_context:
                 expected = f"({b}, S, {self.d_context})"
                 raise ShapeError(f"cross-attention expects context {expected}, got {tuple(context.shape)}")
-            if causal or cache is not None:
-                raise ConfigError("cross-attention (context given) takes neither causal=True nor a cache")
+            if causal:
+                raise ConfigError("cross-attention (context given) takes no causal=True")
         source = x if context is None else context
         q = self._heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dh)
-        k = self._heads(self.k_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
-        v = self._heads(self.v_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
-        offset = 0 if cache is None else cache.length
-        if self.rope is not None and context is None:
-            if positions is None:
-                positions = torch.arange(offset, offset + t, device=x.device)
-            q, k = self.rope(q, positions), self.rope(k, positions)
-        if cache is not None:
-            k, v = cache.append(k, v)  # (B, H_kv, S, Dh), S = offset + T
+        if context is not None and cache is not None and cache.length:
+            k, v = cache.k, cache.v  # the context as projected at the first step
+        else:
+            k = self._heads(self.k_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
+            v = self._heads(self.v_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
+            if self.rope is not None and context is None:
+                offset = 0 if cache is None else cache.length
+                if positions is None:
+                    positions = torch.arange(offset, offset + t, device=x.device)
+                q, k = self.rope(q, positions), self.rope(k, positions)
+            if cache is not None:
+                k, v = cache.append(k, v)  # (B, H_kv, S, Dh), S = cached + T (self) or the context's S (cross)
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, Dh)
         if self.alibi and context is None:

@@ -87,6 +87,7 @@ class TransformerBlock(nn.Module):
         context_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        cross_cache: KVCache | None = None,
         return_intermediates: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict]:
         if (context is None) != (self.cross_attn is None):
@@ -109,7 +110,8 @@ class TransformerBlock(nn.Module):
         cross = None
         if self.cross_attn is not None:
             x, cross = self._sublayer(
-                x, self.norm_cross, lambda h: pair(self.cross_attn(h, context, context_mask, return_weights=keep))
+                x, self.norm_cross, lambda h: pair(self.cross_attn(h, context, context_mask, cache=cross_cache,
+                                                                return_weights=keep))
             )
         x, hidden = self._sublayer(x, self.norm2, lambda h: pair(self.ffn(h, return_hidden=keep)))
         if return_intermediates:

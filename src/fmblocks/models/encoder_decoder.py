@@ -11,9 +11,9 @@ tie_embeddings). The decoder has `n_decoder_layers` blocks (0 = as many as the e
 Intermediates: the decoder's "embeddings", "attention", "mlp", "hidden", its "cross_attention"
 (B, H, T_dec, S) per layer, and the encoder's dict under "encoder".
 Generation: `memory = model.encode(...)` once, then `model.decode(ids, memory, caches=caches)` with the
-start of the target and afterwards one new token at a time (`caches = model.new_caches()` hold the
-decoder's self-attention keys and values; cross-attention keys and values are recomputed from memory
-at each step). `fmblocks.generation.generate_seq2seq` does this with the sampling filters.
+start of the target and afterwards one new token at a time. `caches = model.new_caches()` hold the
+decoder's self-attention keys and values, and the memory as each layer's cross-attention projected it
+at the first step. `fmblocks.generation.generate_seq2seq` does this with the sampling filters.
 """
 
 import torch

@@ -87,9 +87,15 @@ class BlockStack(nn.Module):
             for _ in range(n_layers)
         )
         self.final_norm = build_norm(config.norm, config.d_model, eps=config.eps) if config.norm_first else nn.Identity()
+        self.cross_attention = cross_attention
 
     def new_caches(self) -> list[KVCache]:
-        return [KVCache() for _ in self.layers]
+        """Empty caches: one per layer for self-attention, then (cross-attending stacks) one per layer
+        for the projected context, which is computed at the first step and reused after."""
+        return [KVCache() for _ in range(self._n_caches())]
+
+    def _n_caches(self) -> int:
+        return len(self.layers) * (2 if self.cross_attention else 1)
 
     def forward(
         self,
@@ -103,12 +109,15 @@ class BlockStack(nn.Module):
         caches: list[KVCache] | None = None,
         record: dict | None = None,
     ) -> torch.Tensor:
-        if caches is not None and len(caches) != len(self.layers):
-            raise ShapeError(f"expected one KV cache per layer ({len(self.layers)}), got {len(caches)}")
+        n = len(self.layers)
+        if caches is not None and len(caches) != self._n_caches():
+            raise ShapeError(f"expected the {self._n_caches()} caches of new_caches(), got {len(caches)}")
         for i, layer in enumerate(self.layers):
             out = layer(
                 x, mask=mask, causal=causal, context=context, context_mask=context_mask, positions=positions,
-                cache=None if caches is None else caches[i], return_intermediates=record is not None,
+                cache=None if caches is None else caches[i],
+                cross_cache=caches[n + i] if caches is not None and self.cross_attention else None,
+                return_intermediates=record is not None,
             )
             if record is None:
                 x = out
