@@ -1,7 +1,9 @@
 """Encoder-decoder: cross-attention carries the source (a copy task trains; the source matters)."""
 
+import pytest
 import torch
 
+from fmblocks.errors import ShapeError
 from fmblocks.models import build_model, preset
 
 SMALL = dict(vocab_size=12, d_model=32, n_heads=4, n_layers=1, d_ff=64, max_len=12, dropout=0.0)
@@ -53,3 +55,12 @@ def test_source_reaches_the_decoder_and_padding_does_not() -> None:
     assert [c.shape for c in parts["cross_attention"]] == [(2, 4, 6, 6)]
     assert parts["encoder"]["attention"][0].shape == (2, 4, 6, 6)
     assert (parts["attention"][0].triu(diagonal=1) == 0).all()  # the decoder's self-attention is causal
+
+
+def test_decode_refuses_caches_of_another_model() -> None:
+    model = build_model(preset("transformer-base", **SMALL)).eval()
+    caches = model.new_caches()
+    assert len(caches) == 2  # one layer: its self-attention cache, then its cross-attention cache
+    memory = model.encode(torch.randint(1, 11, (1, 4)))
+    with pytest.raises(ShapeError, match="expected the 2 caches of new_caches\\(\\), got 1"):
+        model.decode(torch.tensor([[BOS]]), memory, caches=caches[:1])
