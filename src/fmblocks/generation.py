@@ -195,7 +195,7 @@ def generate_seq2seq(
     model.eval()
     try:
         source_mask = model.source_mask(input_ids, attention_mask)  # (B, 1, 1, S) or None
-        memory = model.encode(input_ids, source_mask)  # (B, S, D)
+        memory = model.encode(input_ids, attention_mask)  # (B, S, D)
     finally:
         model.train(was_training)
     prompt = torch.full((input_ids.shape[0], 1), start_token, dtype=torch.long, device=input_ids.device)

@@ -7,10 +7,11 @@
     True
 """
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from fmblocks.errors import UnknownNameError
+from fmblocks.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -49,3 +50,18 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def keyword_options(function: Callable, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The keyword-only parameters of `function` (a class: of its constructor), less `exclude`: its options."""
+    target = function.__init__ if isinstance(function, type) else function
+    params = inspect.signature(target).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude]
+
+
+def check_options(owner: str, options: dict, known: list[str]) -> None:
+    """ConfigError naming `owner` and its known options when `options` holds a name it does not take."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ConfigError(f"{owner} has no option {names}; known options: {', '.join(known) or 'none'}")

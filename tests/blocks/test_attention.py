@@ -19,7 +19,7 @@ from fmblocks.blocks.attention import (
     prefix_mask,
     scaled_dot_product_attention,
 )
-from fmblocks.blocks.positional import RotaryEmbedding
+from fmblocks.blocks.positional import build_positions
 from fmblocks.errors import ConfigError, ShapeError, UnknownNameError
 
 B, H, T, S, DH = 2, 3, 5, 7, 4
@@ -96,7 +96,7 @@ def test_attention_matches_torch_for_every_mask(path: str, t: int, s: int) -> No
             assert weights.shape == (B, H, t, s)
             torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, t), msg=kind)
         else:
-            out = ATTENTION_CORES.get(path)(q, k, v, mask, causal=causal, scale=None, dropout_p=0.0)
+            out = ATTENTION_CORES.get(path)()(q, k, v, mask, causal=causal, scale=None, dropout_p=0.0)
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=ref_mask, is_causal=ref_causal)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5, msg=kind)
         grad_out = torch.randn_like(out)
@@ -120,7 +120,7 @@ def test_fully_masked_row_is_zeros_without_nan(path: str, kind: str) -> None:
     mask = torch.ones(T, T, dtype=torch.bool)
     mask[2] = False  # query 2 may attend nothing
     mask = mask if kind == "bool" else torch.zeros(T, T).masked_fill(~mask, -math.inf)
-    out = ATTENTION_CORES.get(path)(q, k, v, mask, causal=True, scale=None, dropout_p=0.0)
+    out = ATTENTION_CORES.get(path)()(q, k, v, mask, causal=True, scale=None, dropout_p=0.0)
     assert torch.equal(out[:, :, 2], torch.zeros(B, H, DH))
     grads = torch.autograd.grad(out.sum(), (q, k, v))
     assert all(torch.isfinite(g).all() for g in grads)
@@ -210,7 +210,8 @@ def test_grouped_query_attention_equals_mha_with_shared_heads(n_kv_heads: int) -
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"n_kv_heads": 2}, {"rope": RotaryEmbedding(4)}, {"alibi": True}, {"core": "math", "n_kv_heads": 1}],
+    [{}, {"n_kv_heads": 2}, {"positional": build_positions("rope", max_len=32, d_model=16, n_heads=4)},
+     {"positional": build_positions("alibi", max_len=32, d_model=16, n_heads=4)}, {"core": "math", "n_kv_heads": 1}],
     ids=["mha", "gqa", "rope", "alibi", "math-mqa"],
 )
 def test_kv_cache_steps_equal_full_causal_forward(options: dict) -> None:
@@ -259,7 +260,7 @@ def test_kv_cache_holds_every_appended_position_as_it_grows() -> None:
 
 def test_rope_relative_positions_in_attention() -> None:
     # With RoPE only relative positions matter: shifting all positions leaves the output unchanged.
-    attn = MultiHeadAttention(16, 2, rope=RotaryEmbedding(8))
+    attn = MultiHeadAttention(16, 2, positional=build_positions("rope", max_len=64, d_model=16, n_heads=2))
     x = torch.randn(1, 6, 16)
     torch.testing.assert_close(attn(x, causal=True), attn(x, causal=True, positions=torch.arange(6) + 50),
                                atol=1e-4, rtol=1e-4)

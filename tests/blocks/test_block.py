@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from fmblocks.blocks.attention import KVCache, MultiHeadAttention, padding_mask
 from fmblocks.blocks.block import TransformerBlock
-from fmblocks.blocks.positional import RotaryEmbedding
+from fmblocks.blocks.positional import build_positions
 from fmblocks.errors import ConfigError, UnknownNameError
 
 D, HEADS, FF = 16, 4, 32
@@ -89,7 +89,8 @@ def test_block_with_silent_sublayers_is_identity_or_double_norm() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"rope": RotaryEmbedding(4), "norm": "rms", "ffn": "swiglu"}, {"alibi": True, "n_kv_heads": 2}],
+    [{}, {"positional": build_positions("rope", max_len=8, d_model=D, n_heads=HEADS), "norm": "rms", "ffn": "swiglu"},
+     {"positional": build_positions("alibi", max_len=8, d_model=D, n_heads=HEADS), "n_kv_heads": 2}],
     ids=["gpt", "llama", "alibi-gqa"],
 )
 def test_changing_a_future_token_never_changes_earlier_outputs(options: dict) -> None:
@@ -105,7 +106,7 @@ def test_changing_a_future_token_never_changes_earlier_outputs(options: dict) ->
 
 
 def test_block_kv_cache_and_intermediates() -> None:
-    block = TransformerBlock(D, HEADS, FF, rope=RotaryEmbedding(4))
+    block = TransformerBlock(D, HEADS, FF, positional=build_positions("rope", max_len=8, d_model=D, n_heads=HEADS))
     x = torch.randn(2, 5, D)
     y, seen = block(x, causal=True, return_intermediates=True)
     assert seen["attention"].shape == (2, HEADS, 5, 5) and seen["cross_attention"] is None

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from fmblocks.blocks.positional import (
-    ADDITIVE_POSITIONS,
-    POSITION_KINDS,
+    POSITIONS,
     LearnedPositions,
     RotaryEmbedding,
     SinusoidalPositions,
     alibi_bias,
     alibi_slopes,
+    build_positions,
     sinusoidal_table,
 )
 from fmblocks.errors import ConfigError, ShapeError
@@ -44,23 +44,36 @@ def test_sinusoidal_offset_is_a_fixed_linear_map(k: int) -> None:
 
 
 def test_sinusoidal_module_has_no_parameters() -> None:
-    positions = SinusoidalPositions(16, 8)
+    positions = SinusoidalPositions(max_len=16, d_model=8)
     assert list(positions.parameters()) == [] and positions.state_dict() == {}
-    torch.testing.assert_close(positions(torch.tensor([[3, 0]])), sinusoidal_table(16, 8)[torch.tensor([[3, 0]])])
+    torch.testing.assert_close(positions.embed(torch.tensor([[3, 0]])), sinusoidal_table(16, 8)[torch.tensor([[3, 0]])])
 
 
 def test_learned_positions() -> None:
-    positions = LearnedPositions(10, 4)
-    out = positions(torch.arange(10)[None])
+    positions = LearnedPositions(max_len=10, d_model=4)
+    out = positions.embed(torch.arange(10)[None])
     assert out.shape == (1, 10, 4)
     torch.testing.assert_close(out[0], positions.embedding.weight)
     with pytest.raises(ShapeError, match=r"positions must lie in \[0, 10\) \(max_len\), got range \[0, 10\]"):
-        positions(torch.arange(11))
+        positions.embed(torch.arange(11))
 
 
-def test_registries() -> None:
-    assert ADDITIVE_POSITIONS.names() == ["learned", "sinusoidal"]
-    assert POSITION_KINDS == ("learned", "sinusoidal", "rope", "alibi", "none")
+def test_registry_and_hooks() -> None:
+    assert POSITIONS.names() == ["alibi", "learned", "none", "rope", "sinusoidal"]
+    q, where = torch.randn(1, 2, 3, 4), torch.arange(3)
+    for name in POSITIONS:
+        scheme = build_positions(name, max_len=8, d_model=8, n_heads=2)
+        adds, rotates = scheme.embed(where) is not None, not torch.equal(scheme.rotate(q, where), q)
+        biases = scheme.score_bias(3, 5) is not None
+        assert (adds, rotates, biases) == {"learned": (True, False, False), "sinusoidal": (True, False, False),
+                                           "rope": (False, True, False), "alibi": (False, False, True),
+                                           "none": (False, False, False)}[name]
+    torch.testing.assert_close(build_positions("rope", max_len=8, d_model=8, n_heads=2, base=50.0).rotate(q, where),
+                               RotaryEmbedding(4, base=50.0)(q, where))
+    torch.testing.assert_close(build_positions("alibi", max_len=8, d_model=8, n_heads=2).score_bias(3, 5),
+                               alibi_bias(2, 3, 5))
+    with pytest.raises(ConfigError, match=r"position scheme 'rope' has no option 'theta'; known options: base"):
+        build_positions("rope", max_len=8, d_model=8, n_heads=2, theta=5.0)
 
 
 # --- RoPE ------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_source_reaches_the_decoder_and_padding_does_not() -> None:
 def test_decode_refuses_caches_of_another_model() -> None:
     model = build_model(preset("transformer-base", **SMALL)).eval()
     caches = model.new_caches()
-    assert len(caches) == 2  # one layer: its self-attention cache, then its cross-attention cache
+    assert len(caches) == 1 and caches[0].cross is not None  # one layer: its self- and cross-attention caches
     memory = model.encode(torch.randint(1, 11, (1, 4)))
-    with pytest.raises(ShapeError, match="expected the 2 caches of new_caches\\(\\), got 1"):
-        model.decode(torch.tensor([[BOS]]), memory, caches=caches[:1])
+    with pytest.raises(ShapeError, match="expected the 1 caches of new_caches\\(\\), got 2"):
+        model.decode(torch.tensor([[BOS]]), memory, caches=caches * 2)

@@ -1,6 +1,16 @@
-"""Blocks 2-7 of the lecture: positions, attention (exact and efficient), feed-forward, norms, the block.
+"""Blocks 2-7 of the lecture: positions, token mixers (attention and its efficient cores, long
+convolutions), feed-forward, norms, the residual block.
 
-Importing the package registers every attention core ("sdpa", "math", "chunked", "sparse", "linear").
+    POSITIONS  every positional scheme by name ("learned", "sinusoidal", "rope", "alibi", "none")
+    MIXERS     every token mixer by name ("attention", "long-conv")
+    ATTENTION_CORES  the attention mixer's cores ("sdpa", "math", "chunked", "sparse", "sliding-window", "linear")
+
+Importing the package registers them all.
 """
 
-from fmblocks.blocks import efficient  # noqa: F401  (registers the efficient attention cores)
+from fmblocks.blocks import efficient, long_conv  # noqa: F401  (register their cores and mixers)
+from fmblocks.blocks.attention import ATTENTION_CORES
+from fmblocks.blocks.mixers import MIXERS
+from fmblocks.blocks.positional import POSITIONS
+
+__all__ = ["ATTENTION_CORES", "MIXERS", "POSITIONS"]

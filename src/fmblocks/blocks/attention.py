@@ -1,4 +1,4 @@
-"""Blocks 3-4 · scaled dot-product attention, masks, multi-head / grouped-query / cross attention, KV cache.
+"""Blocks 3-4 · scaled dot-product attention, masks, attention cores, multi-head / grouped-query / cross attention.
 
 Scaled dot-product attention (Vaswani et al., 2017), per batch element and head:
 
@@ -13,28 +13,30 @@ A query row with every key blocked yields zeros, never NaN, in outputs, weights 
 Two implementations of the same function live here and are tested to agree:
     attention_math  the equation written out (materialises the (B, H, T, S) weights; used to return them)
     attention_sdpa  torch.nn.functional.scaled_dot_product_attention (fused kernels, the default)
-Both are registered in ATTENTION_CORES, a registry of fn(q, k, v, mask, *, causal, scale, dropout_p) -> out;
-efficient.py adds "chunked", "sparse" and "linear".
 
-MultiHeadAttention projects x (B, T, D) to H query heads and H_kv key/value heads of size Dh = D / H
-(grouped-query attention when H_kv < H: query head h reads key/value head h // (H / H_kv)), applies
-RoPE to q and k or an ALiBi bias when asked (self-attention only), runs a core, and projects back with
-o_proj. With `context` (B, S, Dc) it is cross-attention: keys and values come from the context.
-A KVCache keeps the keys/values of earlier steps for incremental decoding.
+An attention core (`AttentionCore`, registered in ATTENTION_CORES by name) is an object built from its
+options (keyword-only constructor arguments, checked there) with two methods:
+    core(q, k, v, mask, *, causal, scale, dropout_p) -> out (B, H, T, Dv)
+    core.weights(q, k, mask, *, causal, scale) -> (B, H, T, S)   the mixing weights by the core's own
+        definition (before dropout): out = weights @ v for every core here.
+"math" and "sdpa" are here; efficient.py adds "chunked", "sparse", "sliding-window" and "linear".
+
+MultiHeadAttention (the "attention" mixer) projects x (B, T, D) to H query heads and H_kv key/value heads
+of size Dh = D / H (grouped-query attention when H_kv < H: query head h reads key/value head
+h // (H / H_kv)), applies its position scheme's hooks (rotate q and k, bias the scores; self-attention
+only), runs its core, and projects back with o_proj. With `context` (B, S, Dc) it is cross-attention:
+keys and values come from the context. A KVCache keeps the keys/values of earlier steps.
 """
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmblocks.blocks.positional import RotaryEmbedding, alibi_bias
+from fmblocks.blocks.cache import KVCache
+from fmblocks.blocks.mixers import MIXERS, MixerSpec
+from fmblocks.blocks.positional import PositionScheme
 from fmblocks.errors import ConfigError, ShapeError
-from fmblocks.registry import Registry
-
-AttentionCore = Callable[..., torch.Tensor]
-ATTENTION_CORES: Registry[AttentionCore] = Registry("attention core")
+from fmblocks.registry import Registry, check_options, keyword_options
 
 
 # --- masks -----------------------------------------------------------------------------------------
@@ -131,7 +133,29 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.
 # --- the two implementations -------------------------------------------------------------------------
 
 
-@ATTENTION_CORES.register("math")
+def softmax_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale + M) (B, H, T, S); rows with every key blocked are zeros."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T, S)
+    mask = with_causal(mask, causal, q.shape[-2], k.shape[-2], q.device)
+    if mask is None:
+        return scores.softmax(dim=-1)
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    else:
+        scores = scores + mask.to(scores.dtype)
+    dead = dead_rows(mask)
+    scores = scores.masked_fill(dead, 0.0)  # finite rows: softmax (and its gradient) stays NaN-free
+    return scores.softmax(dim=-1).masked_fill(dead, 0.0)
+
+
 def attention_math(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -145,24 +169,11 @@ def attention_math(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T * scale + M) v written out; optionally also the weights (B, H, T, S) before dropout."""
     check_inputs(q, k, v, mask)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T, S)
-    mask = with_causal(mask, causal, q.shape[-2], k.shape[-2], q.device)
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        else:
-            scores = scores + mask.to(scores.dtype)
-        dead = dead_rows(mask)
-        scores = scores.masked_fill(dead, 0.0)  # finite rows: softmax (and its gradient) stays NaN-free
-    weights = scores.softmax(dim=-1)  # (B, H, T, S)
-    if mask is not None:
-        weights = weights.masked_fill(dead, 0.0)
+    weights = softmax_weights(q, k, mask, causal=causal, scale=scale)  # (B, H, T, S)
     out = F.dropout(weights, dropout_p) @ v if dropout_p > 0 else weights @ v  # (B, H, T, Dv)
     return (out, weights) if return_weights else out
 
 
-@ATTENTION_CORES.register("sdpa")
 def attention_sdpa(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -207,58 +218,67 @@ def scaled_dot_product_attention(
     return attention_sdpa(q, k, v, mask, causal=causal, scale=scale, dropout_p=dropout_p)
 
 
-# --- cache and module ----------------------------------------------------------------------------------
+# --- cores: the function an attention layer runs, chosen by name ------------------------------------------
 
 
-class KVCache:
-    """Keys and values of the positions seen so far, k and v (B, H_kv, S, Dh), grown by `append`.
+class AttentionCore:
+    """Exact softmax attention written out; subclasses change how it is computed or what it attends to.
 
-    They live in buffers with spare room along S that double when full, so a step of generation writes
-    its new positions in place instead of copying the whole cache (O(T) amortised, not O(T^2) over a
-    sequence). Under autograd (inputs that require grad) the cache concatenates instead, because later
-    in-place writes would invalidate tensors saved for backward.
+    Options are the keyword-only constructor arguments (`option_names()`), checked on construction.
+    `weights()` gives the mixing weights (B, H, T, S) by the core's definition, with out = weights @ v.
     """
 
-    def __init__(self) -> None:
-        self._k: torch.Tensor | None = None  # (B, H_kv, capacity, Dh)
-        self._v: torch.Tensor | None = None
-        self.length = 0  # cached positions S
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return keyword_options(cls)
 
-    @property
-    def k(self) -> torch.Tensor | None:
-        return None if self._k is None else self._k[:, :, : self.length]
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
+        causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
+    ) -> torch.Tensor:
+        return attention_math(q, k, v, mask, causal=causal, scale=scale, dropout_p=dropout_p)
 
-    @property
-    def v(self) -> torch.Tensor | None:
-        return None if self._v is None else self._v[:, :, : self.length]
+    def weights(
+        self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None, *,
+        causal: bool = False, scale: float | None = None,
+    ) -> torch.Tensor:
+        return softmax_weights(q, k, mask, causal=causal, scale=scale)
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add k, v (B, H_kv, T, Dh) after the cached positions; returns all keys and values (B, H_kv, S+T, Dh)."""
-        if self._k is not None and (k.shape[:2] != self._k.shape[:2] or k.shape[-1] != self._k.shape[-1]
-                                    or v.shape[-1] != self._v.shape[-1]):
-            raise ShapeError(
-                f"KVCache holds k {tuple(self.k.shape)}, v {tuple(self.v.shape)}; cannot append "
-                f"k {tuple(k.shape)}, v {tuple(v.shape)} (expected same B, H_kv and head dims)"
-            )
-        end = self.length + k.shape[-2]
-        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
-            self._k = k if self._k is None else torch.cat([self.k, k], dim=-2)
-            self._v = v if self._v is None else torch.cat([self.v, v], dim=-2)
-        else:
-            if self._k is None or end > self._k.shape[-2]:
-                self._k, self._v = self._grown(self._k, k, end), self._grown(self._v, v, end)
-            self._k[:, :, self.length : end] = k
-            self._v[:, :, self.length : end] = v
-        self.length = end
-        return self.k, self.v
 
-    def _grown(self, buffer: torch.Tensor | None, new: torch.Tensor, needed: int) -> torch.Tensor:
-        """A buffer with room for max(needed, 2 x its capacity) positions, holding the cached ones."""
-        capacity = max(needed, 2 * (0 if buffer is None else buffer.shape[-2]))
-        grown = new.new_empty(*new.shape[:2], capacity, new.shape[-1])
-        if self.length:
-            grown[:, :, : self.length] = buffer[:, :, : self.length]
-        return grown
+ATTENTION_CORES: Registry[type[AttentionCore]] = Registry("attention core")
+ATTENTION_CORES.register("math")(AttentionCore)
+
+
+@ATTENTION_CORES.register("sdpa")
+class SdpaCore(AttentionCore):
+    """Exact softmax attention through torch's fused kernels (attention_sdpa)."""
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
+        causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
+    ) -> torch.Tensor:
+        return attention_sdpa(q, k, v, mask, causal=causal, scale=scale, dropout_p=dropout_p)
+
+
+def build_core(name: str, **options: object) -> AttentionCore:
+    """The core registered as `name` built with `options`; unknown options -> ConfigError listing the known."""
+    core = ATTENTION_CORES.get(name)
+    check_options(f"attention core {name!r}", options, core.option_names())
+    return core(**options)
+
+
+def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None = None) -> None:
+    """ConfigError unless the heads split d_model evenly and the key/value heads divide the heads."""
+    for name, value in (("d_model", d_model), ("n_heads", n_heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if d_model % n_heads:
+        raise ConfigError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
+    if n_kv_heads is not None and (isinstance(n_kv_heads, bool) or n_kv_heads < 1 or n_heads % n_kv_heads):
+        raise ConfigError(f"n_heads must be divisible by n_kv_heads; got n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+
+
+# --- the module --------------------------------------------------------------------------------------------
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -269,16 +289,19 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)  # (B, H, S, Dh)
 
 
+@MIXERS.register("attention")
 class MultiHeadAttention(nn.Module):
     """y = o_proj(concat_h Attention(x W_q^h, c W_k^h, c W_v^h)), c = context or x; (B, T, D) -> (B, T, D).
 
     q_proj: D -> H*Dh, k_proj/v_proj: Dc -> H_kv*Dh (Dc = d_context or D), o_proj: H*Dh -> D, Dh = D / H.
-    `mask` is broadcastable to (B, H, T, S); `causal` masks future keys (with the cache offset). RoPE
-    (`rope=`) rotates q and k at `positions` (default: cache.length .. cache.length + T - 1); `alibi=True`
-    adds the ALiBi bias. Both apply to self-attention only. With a `cache`, self-attention appends this
-    call's keys and values to it; cross-attention fills it with the projected context at its first call
-    and reuses that afterwards (so the context must stay the same). `return_weights=True` uses the math
-    path and also returns the attention weights (B, H, T, S) (before dropout).
+    `core` names the attention core and `core_options` are its options (e.g. core="sparse", window=8).
+    `mask` is broadcastable to (B, H, T, S); `causal` masks future keys (with the cache offset).
+    `positional` (a PositionScheme) rotates q and k at `positions` (default: cache.length .. cache.length
+    + T - 1) and adds its score bias; self-attention only. The scheme is shared, not a submodule: its owner
+    (the model's embeddings) saves and moves it. With a `cache`, self-attention appends this call's keys
+    and values to it; cross-attention fills it with the projected context at its first call and reuses
+    that afterwards (so the context must stay the same). `return_weights=True` also returns the core's
+    mixing weights (B, H, T, S) (before dropout); the output is the same with or without them.
     """
 
     def __init__(
@@ -291,32 +314,39 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         core: str = "sdpa",
         d_context: int | None = None,
-        rope: RotaryEmbedding | None = None,
-        alibi: bool = False,
+        positional: PositionScheme | None = None,
+        **core_options: object,
     ) -> None:
         super().__init__()
-        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        if d_model < 1 or n_heads < 1 or d_model % n_heads:
-            raise ConfigError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
-        if n_kv_heads < 1 or n_heads % n_kv_heads:
-            raise ConfigError(
-                f"n_heads must be divisible by n_kv_heads; got n_heads={n_heads}, n_kv_heads={n_kv_heads}"
-            )
+        check_heads(d_model, n_heads, n_kv_heads)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"attention dropout must be in [0, 1), got {dropout}")
-        if rope is not None and alibi:
-            raise ConfigError("use either rope or alibi for positions, not both")
-        self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
+        self.d_model, self.n_heads = d_model, n_heads
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         self.head_dim = d_model // n_heads
-        if rope is not None and rope.head_dim != self.head_dim:
-            raise ConfigError(f"rope head_dim must equal d_model / n_heads = {self.head_dim}, got {rope.head_dim}")
         self.d_context = d_model if d_context is None else d_context
-        self.dropout, self.core, self.rope, self.alibi = dropout, core, rope, alibi
-        self._core = ATTENTION_CORES.get(core)
+        self.dropout, self.core_name = dropout, core
+        self.core = build_core(core, **core_options)
+        object.__setattr__(self, "positional", positional)  # shared by reference, not registered (see above)
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(self.d_context, n_kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(self.d_context, n_kv_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
+
+    @classmethod
+    def option_names(cls, spec: MixerSpec) -> list[str]:
+        """The options of the spec's attention core."""
+        return ATTENTION_CORES.get(spec.core).option_names()
+
+    @classmethod
+    def from_spec(
+        cls, spec: MixerSpec, *, positional: PositionScheme | None = None, **core_options: object
+    ) -> "MultiHeadAttention":
+        return cls(spec.d_model, spec.n_heads, n_kv_heads=spec.n_kv_heads, bias=spec.bias, dropout=spec.dropout,
+                   core=spec.core, d_context=spec.d_context, positional=positional, **core_options)
+
+    def new_cache(self) -> KVCache:
+        return KVCache()
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b, t, _ = x.shape
@@ -342,6 +372,7 @@ class MultiHeadAttention(nn.Module):
                 raise ShapeError(f"cross-attention expects context {expected}, got {tuple(context.shape)}")
             if causal:
                 raise ConfigError("cross-attention (context given) takes no causal=True")
+        scheme = self.positional if context is None else None  # positions act in self-attention only
         source = x if context is None else context
         q = self._heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dh)
         if context is not None and cache is not None and cache.length:
@@ -349,27 +380,24 @@ class MultiHeadAttention(nn.Module):
         else:
             k = self._heads(self.k_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
             v = self._heads(self.v_proj(source), self.n_kv_heads)  # (B, H_kv, S, Dh)
-            if self.rope is not None and context is None:
+            if scheme is not None:
                 offset = 0 if cache is None else cache.length
                 if positions is None:
                     positions = torch.arange(offset, offset + t, device=x.device)
-                q, k = self.rope(q, positions), self.rope(k, positions)
+                q, k = scheme.rotate(q, positions), scheme.rotate(k, positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, H_kv, S, Dh), S = cached + T (self) or the context's S (cross)
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, Dh)
-        if self.alibi and context is None:
-            mask = combine_masks(mask, alibi_bias(self.n_heads, t, k.shape[-2], device=x.device).to(q.dtype))
+        bias = None if scheme is None else scheme.score_bias(t, k.shape[-2], device=x.device)  # (H, T, S)
+        if bias is not None:
+            mask = combine_masks(mask, bias.to(q.dtype))
         dropout_p = self.dropout if self.training else 0.0
-        if return_weights:
-            out, weights = attention_math(q, k, v, mask, causal=causal, dropout_p=dropout_p, return_weights=True)
-        else:
-            out = self._core(q, k, v, mask, causal=causal, scale=None, dropout_p=dropout_p)
+        out = self.core(q, k, v, mask, causal=causal, scale=None, dropout_p=dropout_p)  # (B, H, T, Dh)
         y = self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))  # (B, H, T, Dh) -> (B, T, D)
-        return (y, weights) if return_weights else y
+        if return_weights:
+            return y, self.core.weights(q, k, mask, causal=causal)  # (B, H, T, S)
+        return y
 
     def extra_repr(self) -> str:
-        return (
-            f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, core={self.core!r}, "
-            f"alibi={self.alibi}"
-        )
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, core={self.core_name!r}"

@@ -1,9 +1,11 @@
 """Block 7 · the residual transformer block: attention and feed-forward sublayers around a residual stream.
 
-x (B, T, D) -> x (B, T, D). Parts are injected by name: norm ("layer" | "rms"), ffn ("mlp" | "swiglu" |
-"geglu"), activation (for "mlp"), attention core ("sdpa" | "math" | "chunked" | ...), positions (rope /
-alibi inside self-attention). With cross_attention=True a middle sublayer attends to a context (B, S, Dc)
-(the decoder of an encoder-decoder model).
+x (B, T, D) -> x (B, T, D). Parts are injected: the token mixer `mixer` (a module, or a name in MIXERS
+built with `mixer_options`; default "attention" with core `attention`), norm ("layer" | "rms"), ffn
+("mlp" | "swiglu" | "geglu"), activation (for "mlp"), and `positional`, the position scheme whose hooks
+the mixer applies. The mixer sublayer is `attn` whatever the mixer is (checkpoint names stay stable).
+With cross_attention=True a middle sublayer attends to a context (B, S, Dc) (the decoder of an
+encoder-decoder model).
 
     pre-norm  (GPT-2, Llama):  x = x + drop(attn(norm1(x)))
                                x = x + drop(cross_attn(norm_cross(x), context))      [cross_attention]
@@ -14,19 +16,21 @@ alibi inside self-attention). With cross_attention=True a middle sublayer attend
 
 With dropout 0 these equal torch.nn.TransformerEncoderLayer / TransformerDecoderLayer (batch_first,
 norm_first=pre-norm) given the same weights. `return_intermediates=True` also returns a dict with the
-self-attention weights (B, H, T, S), the cross-attention weights (B, H, T, S_ctx) or None, and the
-feed-forward hidden activations (B, T, d_ff).
+mixer's weights (B, H, T, S) (as computed by the mixer that made the output), the cross-attention weights
+(B, H, T, S_ctx) or None, and the feed-forward hidden activations (B, T, d_ff).
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from fmblocks.blocks.attention import KVCache, MultiHeadAttention
 from fmblocks.blocks.feedforward import build_feedforward
+from fmblocks.blocks.mixers import MixerSpec, build_mixer
 from fmblocks.blocks.norms import build_norm
-from fmblocks.blocks.positional import RotaryEmbedding
+from fmblocks.blocks.positional import PositionScheme
 from fmblocks.errors import ConfigError
 
 
@@ -48,24 +52,31 @@ class TransformerBlock(nn.Module):
         bias: bool = True,
         dropout: float = 0.0,
         n_kv_heads: int | None = None,
-        rope: RotaryEmbedding | None = None,
-        alibi: bool = False,
+        positional: PositionScheme | None = None,
         attention: str = "sdpa",
+        mixer: str | nn.Module = "attention",
+        mixer_options: dict[str, Any] | None = None,
+        cross_options: dict[str, Any] | None = None,
+        max_len: int = 0,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if d_context is not None and not cross_attention:
             raise ConfigError("d_context is only used with cross_attention=True")
         self.norm_first = norm_first
-        self.attn = MultiHeadAttention(
-            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, dropout=dropout, core=attention, rope=rope, alibi=alibi
-        )
+        spec = MixerSpec(d_model, n_heads, n_kv_heads=n_kv_heads, max_len=max_len, bias=bias, dropout=dropout,
+                         core=attention)
+        if isinstance(mixer, nn.Module):
+            if mixer_options:
+                raise ConfigError("mixer_options apply to a mixer given by name, not to a built module")
+            self.attn = mixer
+        else:
+            self.attn = build_mixer(mixer, spec, positional=positional, **(mixer_options or {}))
         self.norm1 = build_norm(norm, d_model, eps=eps)
         self.cross_attn = self.norm_cross = None
-        if cross_attention:
-            self.cross_attn = MultiHeadAttention(
-                d_model, n_heads, bias=bias, dropout=dropout, core=attention, d_context=d_context
-            )
+        if cross_attention:  # full heads; `cross_options` are the options of its core `attention`
+            self.cross_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, core=attention,
+                                                 d_context=d_context, **(cross_options or {}))
             self.norm_cross = build_norm(norm, d_model, eps=eps)
         self.ffn = build_feedforward(ffn, d_model, d_ff, activation=activation, bias=bias, dropout=dropout)
         self.norm2 = build_norm(norm, d_model, eps=eps)
@@ -86,7 +97,7 @@ class TransformerBlock(nn.Module):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: Any = None,
         cross_cache: KVCache | None = None,
         return_intermediates: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict]:

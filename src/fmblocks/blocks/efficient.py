@@ -1,4 +1,4 @@
-"""Block 4 · efficient attention and a long-convolution token mixer.
+"""Block 4 · efficient attention cores: chunked (flash-style), sparse, sliding window, linear.
 
 Exact attention softmax(q k^T * scale + M) v costs O(T S) time and, written out, O(T S) memory.
 This module trades memory or exactness for length; every method has a plain reference it is tested against.
@@ -20,23 +20,29 @@ linear_attention (approximate softmax by a kernel; Katharopoulos et al., 2020)
         out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / phi(q_i)^T (sum_j phi(k_j))
     in O(T Dh Dv); the causal version takes the sums as cumulative sums over keys. Only boolean
     key-padding masks (..., 1, S) apply; `scale` and `dropout_p` are not used (the kernel has neither).
-    Equals `linear_attention_math`, the same kernel formula written as a (T, S) matrix.
-LongConvolution (attention-free token mixer for DNA-length input; Hyena / HyenaDNA style, Poli et al., 2023)
-    y[t, c] = sum_{tau=0..t} h[c, tau] x[t - tau, c] with a learned kernel h (D, max_len), computed by FFT
-    in O(T log T) (`fft_causal_conv`); equals a direct grouped conv1d (`causal_conv_direct`, O(T^2)).
+    Equals `linear_attention_math`, the same kernel formula written as a (T, S) matrix. Option
+    feature_map: "elu" (elu + 1, the paper's) or "relu".
+sliding window (Mistral; Beltagy et al., 2020): each query sees its `window` most recent positions.
 
-"chunked", "sparse" and "linear" are registered in ATTENTION_CORES, so MultiHeadAttention(core="chunked")
-and TransformerBlock(attention="chunked") use them.
+Registered in ATTENTION_CORES with their options: "chunked" (block_size), "sparse" (window, n_global,
+block_size), "sliding-window" (window, block_size), "linear" (feature_map); e.g.
+MultiHeadAttention(d, h, core="sparse", window=8) or a ModelConfig with mixer_options={"window": 8}.
+Each core's `weights()` are the weights its output is made of: softmax under its pattern (exact
+cores) or the normalised kernel (linear).
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from fmblocks.blocks.attention import ATTENTION_CORES, attention_math, check_inputs, combine_masks
-from fmblocks.errors import ConfigError, ShapeError
+from fmblocks.blocks.attention import (
+    ATTENTION_CORES,
+    AttentionCore,
+    attention_math,
+    check_inputs,
+    combine_masks,
+    softmax_weights,
+)
+from fmblocks.errors import ConfigError
 
 
 def _mask_part(mask: torch.Tensor | None, rows: slice, cols: slice | torch.Tensor) -> torch.Tensor | None:
@@ -53,7 +59,6 @@ def _mask_part(mask: torch.Tensor | None, rows: slice, cols: slice | torch.Tenso
 # --- chunked (flash-style) exact attention --------------------------------------------------------------
 
 
-@ATTENTION_CORES.register("chunked")
 def chunked_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -121,7 +126,6 @@ def sparse_mask(
     )
 
 
-@ATTENTION_CORES.register("sparse")
 def sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -172,6 +176,20 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.elu(x) + 1.0
 
 
+def relu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = max(x, 0), a non-negative feature map (rows whose kernel sums vanish output zeros)."""
+    return F.relu(x)
+
+
+FEATURE_MAPS = {"elu": elu_feature_map, "relu": relu_feature_map}
+
+
+def _feature_map(name: str):
+    if name not in FEATURE_MAPS:
+        raise ConfigError(f"unknown linear attention feature_map {name!r}; known: {', '.join(FEATURE_MAPS)}")
+    return FEATURE_MAPS[name]
+
+
 def _key_keep(mask: torch.Tensor | None) -> torch.Tensor | None:
     """A boolean key-padding mask as floats (..., S, 1) for linear attention; ConfigError for other masks."""
     if mask is None:
@@ -193,7 +211,6 @@ def _visible_prefix(x: torch.Tensor, t: int) -> torch.Tensor:
     return picked.masked_fill(hidden, 0.0)
 
 
-@ATTENTION_CORES.register("linear")
 def linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -203,11 +220,14 @@ def linear_attention(
     causal: bool = False,
     scale: float | None = None,
     dropout_p: float = 0.0,
+    feature_map: str = "elu",
 ) -> torch.Tensor:
-    """Kernel attention with phi = elu + 1 in O(T Dh Dv); (B, H, T, Dv). `scale`, `dropout_p` unused."""
+    """Kernel attention with phi = FEATURE_MAPS[feature_map] in O(T Dh Dv); (B, H, T, Dv). `scale`,
+    `dropout_p` unused."""
     check_inputs(q, k, v, mask)
     keep = _key_keep(mask)
-    phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)  # (B, H, T, Dh), (B, H, S, Dh)
+    phi = _feature_map(feature_map)
+    phi_q, phi_k = phi(q), phi(k)  # (B, H, T, Dh), (B, H, S, Dh)
     if keep is not None:
         phi_k = phi_k * keep.to(phi_k.dtype)  # padded keys contribute nothing
     if causal:
@@ -223,76 +243,98 @@ def linear_attention(
     return numerator / denominator.masked_fill(denominator == 0, 1.0)  # 0 only when no key is visible
 
 
-def linear_attention_math(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *, causal: bool = False
+def linear_weights(
+    q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None, *, causal: bool = False,
+    feature_map: str = "elu",
 ) -> torch.Tensor:
-    """Reference: w = phi(q) phi(k)^T (B, H, T, S), masked, out = w v / rowsum(w)."""
-    check_inputs(q, k, v, mask)
+    """The kernel's mixing weights w = phi(q) phi(k)^T, masked, divided by their row sums: (B, H, T, S)."""
     keep = _key_keep(mask)
-    weights = elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)  # (B, H, T, S)
+    phi = _feature_map(feature_map)
+    weights = phi(q) @ phi(k).transpose(-2, -1)  # (B, H, T, S)
     if keep is not None:
         weights = weights * keep.transpose(-2, -1).to(weights.dtype)
     if causal:
         t, s = q.shape[-2], k.shape[-2]
         weights = weights * torch.ones(t, s, device=q.device).tril(s - t)
     total = weights.sum(dim=-1, keepdim=True)
-    return weights @ v / total.masked_fill(total == 0, 1.0)
+    return weights / total.masked_fill(total == 0, 1.0)
 
 
-# --- long convolution token mixer ------------------------------------------------------------------------
+def linear_attention_math(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *, causal: bool = False,
+    feature_map: str = "elu",
+) -> torch.Tensor:
+    """Reference: the (T, S) matrix of linear_weights times v."""
+    check_inputs(q, k, v, mask)
+    return linear_weights(q, k, mask, causal=causal, feature_map=feature_map) @ v
 
 
-def _check_conv(x: torch.Tensor, kernel: torch.Tensor) -> None:
-    if x.dim() != 3 or kernel.dim() != 2 or x.shape[-1] != kernel.shape[0]:
-        raise ShapeError(
-            f"causal convolution expects x (B, T, D) and kernel (D, L); got x {tuple(x.shape)}, "
-            f"kernel {tuple(kernel.shape)}"
-        )
+# --- the cores ---------------------------------------------------------------------------------------------
 
 
-def fft_causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """y[:, t, c] = sum_{tau <= t} kernel[c, tau] x[:, t - tau, c] by FFT, O(T log T); (B, T, D) -> (B, T, D)."""
-    _check_conv(x, kernel)
-    t = x.shape[1]
-    kernel = kernel[:, :t]  # taps beyond T never reach an output
-    n = 1 << (t + kernel.shape[1] - 1).bit_length()  # FFT size >= full linear convolution length
-    dtype = torch.promote_types(x.dtype, torch.float32)  # no FFTs in half precision
-    x_f = torch.fft.rfft(x.transpose(1, 2).to(dtype), n=n)  # (B, D, n/2 + 1)
-    k_f = torch.fft.rfft(kernel.to(dtype), n=n)  # (D, n/2 + 1)
-    y = torch.fft.irfft(x_f * k_f, n=n)[..., :t]  # (B, D, T): the causal part of the linear convolution
-    return y.transpose(1, 2).to(x.dtype)  # (B, T, D)
+def _check_int(core: str, name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"attention core {core!r} needs {name} an integer >= {minimum}, got {value!r}")
 
 
-def causal_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Reference: the same causal convolution as a depthwise conv1d over left-padded input, O(T L)."""
-    _check_conv(x, kernel)
-    length = kernel.shape[1]
-    padded = F.pad(x.transpose(1, 2), (length - 1, 0))  # (B, D, L - 1 + T)
-    weight = kernel.flip(-1)[:, None, :]  # (D, 1, L): conv1d correlates, so flip to convolve
-    return F.conv1d(padded, weight, groups=x.shape[-1]).transpose(1, 2)  # (B, T, D)
+@ATTENTION_CORES.register("chunked")
+class ChunkedCore(AttentionCore):
+    """Exact attention by online softmax over blocks of `block_size` (chunked_attention)."""
+
+    def __init__(self, *, block_size: int = 256) -> None:
+        _check_int("chunked", "block_size", block_size)
+        self.block_size = block_size
+
+    def __call__(self, q, k, v, mask=None, *, causal=False, scale=None, dropout_p=0.0) -> torch.Tensor:
+        return chunked_attention(q, k, v, mask, causal=causal, scale=scale, dropout_p=dropout_p,
+                                 block_size=self.block_size)
 
 
-class LongConvolution(nn.Module):
-    """Causal long convolution token mixer y = h * x per channel, by FFT; (B, T, D) -> (B, T, D), T <= max_len.
+@ATTENTION_CORES.register("sparse")
+class SparseCore(AttentionCore):
+    """Attention on the local window + global pattern (sparse_attention); weights are softmax under it."""
 
-    The kernel h (D, max_len) is learned; it starts as noise under exponential decays whose rates are
-    log-spaced across channels (from ~1/max_len to 1), so channels begin with memories of many lengths.
-    """
+    def __init__(self, *, window: int = 64, n_global: int = 1, block_size: int = 64) -> None:
+        _check_int("sparse", "window", window, 0)
+        _check_int("sparse", "n_global", n_global, 0)
+        _check_int("sparse", "block_size", block_size)
+        self.window, self.n_global, self.block_size = window, n_global, block_size
 
-    def __init__(self, d_model: int, max_len: int) -> None:
-        super().__init__()
-        if d_model < 1 or max_len < 1:
-            raise ConfigError(f"LongConvolution needs positive d_model and max_len, got {d_model}, {max_len}")
-        self.d_model, self.max_len = d_model, max_len
-        rates = torch.logspace(-math.log10(max_len), 0.0, d_model)[:, None]  # (D, 1)
-        decay = torch.exp(-rates * torch.arange(max_len))  # (D, L)
-        self.kernel = nn.Parameter(torch.randn(d_model, max_len) * decay * rates.sqrt())
+    def __call__(self, q, k, v, mask=None, *, causal=False, scale=None, dropout_p=0.0) -> torch.Tensor:
+        return sparse_attention(q, k, v, mask, causal=causal, scale=scale, dropout_p=dropout_p, window=self.window,
+                                n_global=self.n_global, block_size=self.block_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] > self.max_len:
-            expected = f"(B, T <= {self.max_len}, {self.d_model})"
-            raise ShapeError(f"LongConvolution expects x {expected}, got {tuple(x.shape)}")
-        return fft_causal_conv(x, self.kernel)
+    def pattern(self, t: int, s: int, device: torch.device) -> torch.Tensor:
+        """(t, s) bool: the keys each query may see before masks."""
+        return sparse_mask(t, s, window=self.window, n_global=self.n_global, device=device)
 
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, max_len={self.max_len}"
+    def weights(self, q, k, mask=None, *, causal=False, scale=None) -> torch.Tensor:
+        pattern = self.pattern(q.shape[-2], k.shape[-2], q.device)
+        return softmax_weights(q, k, combine_masks(mask, pattern), causal=causal, scale=scale)
+
+
+@ATTENTION_CORES.register("sliding-window")
+class SlidingWindowCore(SparseCore):
+    """Each query sees the `window` most recent positions, itself included (Mistral-style): key j is visible
+    from query i when i - window < j <= i under causal=True, |i - j| < window otherwise. Computed blockwise
+    as the sparse pattern with window - 1 and no global tokens, so time and memory are O(T window)."""
+
+    def __init__(self, *, window: int = 256, block_size: int = 64) -> None:
+        _check_int("sliding-window", "window", window)
+        super().__init__(window=window - 1, n_global=0, block_size=block_size)
+
+
+@ATTENTION_CORES.register("linear")
+class LinearCore(AttentionCore):
+    """Kernel (linear) attention with feature map `feature_map` ("elu" | "relu"); weights are the kernel's,
+    normalised."""
+
+    def __init__(self, *, feature_map: str = "elu") -> None:
+        _feature_map(feature_map)
+        self.feature_map = feature_map
+
+    def __call__(self, q, k, v, mask=None, *, causal=False, scale=None, dropout_p=0.0) -> torch.Tensor:
+        return linear_attention(q, k, v, mask, causal=causal, feature_map=self.feature_map)
+
+    def weights(self, q, k, mask=None, *, causal=False, scale=None) -> torch.Tensor:
+        return linear_weights(q, k, mask, causal=causal, feature_map=self.feature_map)

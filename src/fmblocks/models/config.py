@@ -6,12 +6,19 @@
 Fields (the names are the team contract):
   arch           "decoder" (GPT), "encoder" (BERT/ESM), "encoder-decoder" (Transformer), "vit"
   vocab_size, d_model, n_layers, n_heads, d_ff, max_len   sizes; max_len = longest sequence (ViT: patches + 1)
-  pos            "learned" | "sinusoidal" (added to the embeddings) | "rope" | "alibi" (inside attention) | "none"
-                 With "sinusoidal" the token embeddings are scaled by sqrt(d_model), as in Vaswani et al.
+  pos            a scheme in fmblocks.blocks.POSITIONS: "learned" | "sinusoidal" (added to the embeddings) |
+                 "rope" | "alibi" (inside attention) | "none"; `pos_options` its options (rope: base,
+                 which defaults to `rope_base`). With "sinusoidal" the token embeddings are scaled by
+                 sqrt(d_model), as in Vaswani et al.
   norm           "layer" | "rms";  norm_first: pre-norm (GPT-2, Llama) or post-norm (BERT, original Transformer)
                  Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings instead.
   ffn            "mlp" | "swiglu" | "geglu";  activation: "relu" | "gelu" | "gelu_tanh" | "silu" (for "mlp")
-  attention      the attention core: "sdpa" | "math" | "chunked" | "sparse" | "linear"
+  mixer          the token mixer of every layer, a name in fmblocks.blocks.MIXERS ("attention" | "long-conv"),
+                 or a list of names cycled over the layers (["long-conv", "attention"] alternates them)
+  mixer_options  the mixer's options, e.g. {"window": 8} for attention with the sparse core; with a list
+                 of mixers, a dict per mixer name: {"attention": {"window": 8}}
+  attention      the core of attention mixers (and cross-attention): "sdpa" | "math" | "chunked" | "sparse" |
+                 "sliding-window" | "linear"; its options are the attention mixer's options
   n_kv_heads     grouped-query attention (None = n_heads)
   bias           biases in the blocks' linear layers (attention projections, feed-forward) and the encoder's
                  MLM head; LayerNorm always keeps its bias (RMSNorm has none), the ViT's patch embedding and
@@ -21,16 +28,16 @@ Fields (the names are the team contract):
   n_classes, image_size, patch_size, channels   ViT classification
   n_decoder_layers encoder-decoder: decoder depth (0 = same as n_layers)
 
-Limits: component names are checked against the block registries, so a config naming a block that
-is not registered fails at construction with ConfigError listing the known names.
+Limits: component names and options are checked against the block registries at construction (the
+positions and mixers are built once on the meta device), so a config naming a block or an option that
+is not registered fails with ConfigError listing the known ones.
 """
 
-import dataclasses
 import os
-import typing
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError, CorruptFileError, UnknownNameError
 from fmblocks.files import read_json, write_json
 
@@ -56,6 +63,9 @@ class ModelConfig:
     ffn: str = "mlp"
     activation: str = "gelu"
     attention: str = "sdpa"
+    mixer: str | tuple[str, ...] = "attention"
+    mixer_options: dict = field(default_factory=dict)
+    pos_options: dict = field(default_factory=dict)
     n_kv_heads: int | None = None
     bias: bool = True
     dropout: float = 0.0
@@ -70,13 +80,44 @@ class ModelConfig:
     n_decoder_layers: int = 0
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        if isinstance(self.mixer, list):  # JSON gives lists; keep the config immutable and comparable
+            object.__setattr__(self, "mixer", tuple(self.mixer))
+        check_fields(self)
         _check_values(self)
         _check_names(self)
+        _check_options(self)
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    def layer_mixers(self, n_layers: int) -> list[str]:
+        """The mixer name of each of n_layers layers (a list of mixers is cycled)."""
+        names = (self.mixer,) if isinstance(self.mixer, str) else self.mixer
+        return [names[i % len(names)] for i in range(n_layers)]
+
+    def options_for(self, mixer: str) -> dict[str, Any]:
+        """The options of `mixer` (flat mixer_options for a single mixer; per name for a list)."""
+        if isinstance(self.mixer, str):
+            return dict(self.mixer_options) if mixer == self.mixer else {}
+        return dict(self.mixer_options.get(mixer, {}))
+
+    def mixer_spec(self) -> Any:
+        """The sizes and core every mixer of this model is built from (a fmblocks.blocks.mixers.MixerSpec)."""
+        from fmblocks.blocks.mixers import MixerSpec
+
+        return MixerSpec(self.d_model, self.n_heads, n_kv_heads=self.n_kv_heads, max_len=self.max_len,
+                         bias=self.bias, dropout=self.dropout, core=self.attention)
+
+    def build_positions(self, max_len: int | None = None) -> Any:
+        """The position scheme of this model (over max_len positions, default config.max_len)."""
+        from fmblocks.blocks.positional import POSITIONS, build_positions
+
+        options = dict(self.pos_options)
+        if "base" in POSITIONS.get(self.pos).option_names():
+            options.setdefault("base", self.rope_base)
+        return build_positions(self.pos, max_len=max_len or self.max_len, d_model=self.d_model,
+                               n_heads=self.n_heads, **options)
 
     @property
     def decoder_layers(self) -> int:
@@ -90,19 +131,16 @@ class ModelConfig:
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A validated copy with some fields changed."""
-        _check_known(overrides)
-        return dataclasses.replace(self, **overrides)
+        return ModelConfig.from_dict({**self.to_dict(), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["mixer"] = self.mixer if isinstance(self.mixer, str) else list(self.mixer)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        _check_known(data)
-        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
-        if missing:
-            raise ConfigError(f"model config lacks required fields {missing}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config atomically as versioned JSON."""
@@ -149,34 +187,7 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
     """The preset `name` with `overrides` applied; unknown name -> UnknownNameError listing the presets."""
     if name not in PRESETS:
         raise UnknownNameError(f"unknown model preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    data = {**PRESETS[name], **overrides}
-    _check_known(data)
-    return ModelConfig(**data)
-
-
-def _check_known(data: dict[str, Any]) -> None:
-    known = [f.name for f in fields(ModelConfig)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown model config fields {unknown}; known: {', '.join(known)}")
-
-
-def _check_types(config: ModelConfig) -> None:
-    hints = typing.get_type_hints(ModelConfig)
-    for field in fields(config):
-        value, allowed = getattr(config, field.name), typing.get_args(hints[field.name]) or (hints[field.name],)
-        if not any(_is_a(value, kind) for kind in allowed):
-            names = " | ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
-            raise ConfigError(f"model config field {field.name} must be {names}, got {value!r}")
-
-
-def _is_a(value: Any, kind: type) -> bool:
-    """isinstance, except that a bool is no int and an int is a fine float."""
-    if isinstance(value, bool):
-        return kind is bool
-    if kind is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, kind)
+    return ModelConfig.from_dict({**PRESETS[name], **overrides})
 
 
 def _check_values(c: ModelConfig) -> None:
@@ -190,12 +201,9 @@ def _check_values(c: ModelConfig) -> None:
             raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.arch != "vit" and c.vocab_size < 1:
         raise ConfigError(f"vocab_size must be >= 1 for arch {c.arch!r}, got {c.vocab_size}")
-    if c.d_model % c.n_heads:
-        raise ConfigError(f"d_model ({c.d_model}) must be divisible by n_heads ({c.n_heads})")
-    if c.n_kv_heads is not None and (c.n_kv_heads < 1 or c.n_heads % c.n_kv_heads):
-        raise ConfigError(f"n_kv_heads ({c.n_kv_heads}) must be >= 1 and divide n_heads ({c.n_heads})")
-    if c.pos == "rope" and c.head_dim % 2:
-        raise ConfigError(f"rope needs an even head dimension, got d_model/n_heads = {c.head_dim}")
+    from fmblocks.blocks.attention import check_heads
+
+    check_heads(c.d_model, c.n_heads, c.n_kv_heads)
     if not 0.0 <= c.dropout < 1.0:
         raise ConfigError(f"dropout must lie in [0, 1), got {c.dropout}")
     if c.eps <= 0 or c.rope_base <= 0:
@@ -208,24 +216,39 @@ def _check_values(c: ModelConfig) -> None:
             raise ConfigError(f"vit needs n_classes >= 1 and channels >= 1, got {c.n_classes} and {c.channels}")
         if c.max_len < c.n_patches + 1:
             raise ConfigError(f"vit max_len ({c.max_len}) must hold {c.n_patches} patches + the class token")
-        if c.pos not in ("learned", "sinusoidal"):
-            raise ConfigError(f"vit supports pos 'learned' or 'sinusoidal', got {c.pos!r}")
+    if not isinstance(c.mixer, str) and not c.mixer:
+        raise ConfigError("mixer must name at least one mixer")
 
 
 def _check_names(c: ModelConfig) -> None:
     """Every named component must be registered in its block registry."""
-    from fmblocks.blocks.attention import ATTENTION_CORES
+    import fmblocks.blocks as blocks
     from fmblocks.blocks.feedforward import ACTIVATIONS, FEEDFORWARDS
     from fmblocks.blocks.norms import NORMS
-    from fmblocks.blocks.positional import POSITION_KINDS
 
-    try:
-        import fmblocks.blocks.efficient  # noqa: F401  (registers its attention cores)
-    except ModuleNotFoundError as err:  # written by another helper; the "sdpa" and "math" cores suffice
-        if err.name != "fmblocks.blocks.efficient":
-            raise
-    choices = {"pos": list(POSITION_KINDS), "norm": NORMS.names(), "ffn": FEEDFORWARDS.names(),
-               "activation": ACTIVATIONS.names(), "attention": ATTENTION_CORES.names()}
-    for name, known in choices.items():
-        if getattr(c, name) not in known:
-            raise ConfigError(f"unknown {name} {getattr(c, name)!r}; known: {', '.join(known)}")
+    choices = {"pos": blocks.POSITIONS, "norm": NORMS, "ffn": FEEDFORWARDS, "activation": ACTIVATIONS,
+               "attention": blocks.ATTENTION_CORES}
+    for name, registry in choices.items():
+        if getattr(c, name) not in registry:
+            raise ConfigError(f"unknown {name} {getattr(c, name)!r}; known: {', '.join(registry.names())}")
+    for mixer in c.layer_mixers(len(c.mixer) if isinstance(c.mixer, tuple) else 1):
+        if mixer not in blocks.MIXERS:
+            raise ConfigError(f"unknown mixer {mixer!r}; known: {', '.join(blocks.MIXERS.names())}")
+
+
+def _check_options(c: ModelConfig) -> None:
+    """Build the position scheme and each mixer once on the meta device: bad options fail here, by name."""
+    import torch
+
+    from fmblocks.blocks.mixers import build_mixer
+
+    if not isinstance(c.mixer, str):
+        stray = sorted(set(c.mixer_options) - set(c.mixer))
+        bad = [name for name, value in c.mixer_options.items() if not isinstance(value, dict)]
+        if stray or bad:
+            raise ConfigError("with a list of mixers, mixer_options maps each mixer's name to its options; "
+                              f"got keys {sorted(c.mixer_options)} for mixers {list(c.mixer)}")
+    with torch.device("meta"):
+        scheme = c.build_positions()
+        for mixer in dict.fromkeys(c.layer_mixers(len(c.mixer) if isinstance(c.mixer, tuple) else 1)):
+            build_mixer(mixer, c.mixer_spec(), positional=scheme, **c.options_for(mixer))

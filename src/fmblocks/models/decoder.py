@@ -5,7 +5,7 @@
     loss = CE(logits[b, t], targets[b, t])   targets are aligned with input_ids (targets[:, t] is the
                                              token that follows input_ids[:, t]); -100 is ignored
 
-Generation: `caches = model.new_caches()` (one KVCache per layer), then call
+Generation: `caches = model.new_caches()` (one LayerCache per layer), then call
 `model(ids, caches=caches)` with the prompt and afterwards one new token at a time; positions
 continue from what the caches hold. `only_last=True` computes the logits of the last position only.
 A conditioning prefix (e.g. a class token) is simply part of input_ids.
@@ -21,7 +21,8 @@ Limits: total length <= max_len.
 import torch
 from torch import nn
 
-from fmblocks.blocks.attention import KVCache, padding_mask
+from fmblocks.blocks.attention import padding_mask
+from fmblocks.blocks.cache import LayerCache
 from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
@@ -34,15 +35,16 @@ class Decoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = Embeddings(config)
-        self.stack = BlockStack(config, config.n_layers)
+        positions = config.build_positions()
+        self.embed = Embeddings(config, positions)
+        self.stack = BlockStack(config, config.n_layers, positions)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(init_weights)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.tokens.weight
 
-    def new_caches(self) -> list[KVCache]:
-        """Empty key/value caches, one per layer, for incremental decoding."""
+    def new_caches(self) -> list[LayerCache]:
+        """Empty caches, one per layer, for incremental decoding."""
         return self.stack.new_caches()
 
     def forward(
@@ -51,11 +53,11 @@ class Decoder(nn.Module):
         targets: torch.Tensor | None = None,
         *,
         attention_mask: torch.Tensor | None = None,
-        caches: list[KVCache] | None = None,
+        caches: list[LayerCache] | None = None,
         only_last: bool = False,
         return_intermediates: bool = False,
     ) -> ModelOutput:
-        check_ids(input_ids)
+        check_ids(input_ids, self.config.vocab_size)
         if only_last and targets is not None:
             raise ConfigError("only_last=True computes one position's logits and cannot be combined with targets")
         offset = caches[0].length if caches else 0

@@ -43,8 +43,9 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = Embeddings(config)
-        self.stack = BlockStack(config, config.n_layers)
+        positions = config.build_positions()
+        self.embed = Embeddings(config, positions)
+        self.stack = BlockStack(config, config.n_layers, positions)
         self.mlm_head = MaskedLMHead(config)
         self.apply(init_weights)
         if config.tie_embeddings:
@@ -59,7 +60,7 @@ class Encoder(nn.Module):
         record: dict | None = None,
     ) -> torch.Tensor:
         """The last hidden state (B, T, D); `record` (a dict) collects the intermediates."""
-        check_ids(input_ids)
+        check_ids(input_ids, self.config.vocab_size)
         length = input_ids.shape[1]
         check_length(length, self.config.max_len)
         if attention_mask is not None and attention_mask.shape != input_ids.shape:

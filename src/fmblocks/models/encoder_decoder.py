@@ -19,7 +19,8 @@ at the first step. `fmblocks.generation.generate_seq2seq` does this with the sam
 import torch
 from torch import nn
 
-from fmblocks.blocks.attention import KVCache, padding_mask
+from fmblocks.blocks.attention import padding_mask
+from fmblocks.blocks.cache import LayerCache
 from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
@@ -32,9 +33,10 @@ class EncoderDecoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = Embeddings(config)
-        self.encoder = BlockStack(config, config.n_layers)
-        self.decoder = BlockStack(config, config.decoder_layers, cross_attention=True)
+        positions = config.build_positions()
+        self.embed = Embeddings(config, positions)
+        self.encoder = BlockStack(config, config.n_layers, positions)
+        self.decoder = BlockStack(config, config.decoder_layers, positions, cross_attention=True)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(init_weights)
         if config.tie_embeddings:
@@ -43,17 +45,19 @@ class EncoderDecoder(nn.Module):
     def encode(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, record: dict | None = None
     ) -> torch.Tensor:
-        """The encoder's output (B, S, D), the memory the decoder attends to."""
-        check_ids(input_ids)
+        """The encoder's output (B, S, D), the memory the decoder attends to; attention_mask (B, S) 1 = token,
+        0 = padding, as Encoder.encode takes it."""
+        check_ids(input_ids, self.config.vocab_size)
         check_length(input_ids.shape[1], self.config.max_len)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (S,)
         x = self.embed(input_ids, positions)
         if record is not None:
             record["embeddings"] = x
-        return self.encoder(x, mask=attention_mask, positions=positions, record=record)
+        mask = self.source_mask(input_ids, attention_mask)  # (B, 1, 1, S) or None
+        return self.encoder(x, mask=mask, positions=positions, record=record)
 
-    def new_caches(self) -> list[KVCache]:
-        """Empty key/value caches, one per decoder layer, for incremental decoding."""
+    def new_caches(self) -> list[LayerCache]:
+        """Empty caches, one per decoder layer, for incremental decoding."""
         return self.decoder.new_caches()
 
     def source_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -71,12 +75,12 @@ class EncoderDecoder(nn.Module):
         memory: torch.Tensor,
         source_mask: torch.Tensor | None = None,
         *,
-        caches: list[KVCache] | None = None,
+        caches: list[LayerCache] | None = None,
         only_last: bool = False,
         record: dict | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) (or (B, 1, V) with only_last) of the decoder reading `memory` (B, S, D)."""
-        check_ids(decoder_input_ids, "decoder_input_ids")
+        check_ids(decoder_input_ids, self.config.vocab_size, "decoder_input_ids")
         offset = caches[0].length if caches else 0
         length = decoder_input_ids.shape[1]
         check_length(length, self.config.max_len, cached=offset)
@@ -99,7 +103,7 @@ class EncoderDecoder(nn.Module):
     ) -> ModelOutput:
         source_mask = self.source_mask(input_ids, attention_mask)  # (B, 1, 1, S) or None
         encoder_record = {} if return_intermediates else None
-        memory = self.encode(input_ids, source_mask, record=encoder_record)
+        memory = self.encode(input_ids, attention_mask, record=encoder_record)
         record = {"encoder": encoder_record} if return_intermediates else None
         logits = self.decode(decoder_input_ids, memory, source_mask, record=record)
         loss = lm_loss(logits, targets) if targets is not None else None

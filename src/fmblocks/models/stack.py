@@ -1,32 +1,32 @@
 """What every model shares: token embeddings, a stack of TransformerBlocks, the LM loss, weight init.
 
-    x = Embeddings(config)(input_ids (B, T), positions (T,) or (B, T), token_type_ids) -> (B, T, D)
-        x = tok[ids] * s + pos[positions] (if pos is "learned" | "sinusoidal") + type[token_type_ids]
-        s = sqrt(D) with sinusoidal positions (Vaswani et al.: unit-amplitude positions must not drown
-        the token embeddings), else 1
+    scheme = config.build_positions()     the model's one position scheme, shared by all of the below
+    x = Embeddings(config, scheme)(input_ids (B, T), positions (T,) or (B, T), token_type_ids) -> (B, T, D)
+        x = tok[ids] * s + scheme.embed(positions) (when the scheme adds vectors) + type[token_type_ids]
+        s = scheme.embedding_scale (sqrt(D) for sinusoidal positions, else 1)
         then LayerNorm/RMSNorm for post-norm configs (BERT normalises its embeddings), then dropout.
-    x = BlockStack(config, n_layers)(x, mask=..., causal=..., positions=..., caches=..., record=dict)
-        n TransformerBlocks built from the config's block names; "rope" and "alibi" are handed to
-        attention; pre-norm stacks end with a final norm (GPT-2's ln_f, Llama's norm).
+    x = BlockStack(config, n_layers, scheme)(x, mask=..., causal=..., positions=..., caches=..., record=dict)
+        n TransformerBlocks built from the config's block names, layer i with mixer
+        config.layer_mixers(n)[i], each handed the scheme; pre-norm stacks end with a final norm
+        (GPT-2's ln_f, Llama's norm).
 
-With `record` (a dict), the stack appends per layer: "attention" (B, H, T, S), "mlp" (B, T, d_ff),
-"hidden" (B, T, D) (the block's output), and "cross_attention" (B, H, T, S_ctx) when present.
+With `record` (a dict), the stack appends per layer: "attention" (B, H, T, S) (the mixer's weights),
+"mlp" (B, T, d_ff), "hidden" (B, T, D) (the block's output), and "cross_attention" (B, H, T, S_ctx)
+when present. Caches: `new_caches()` gives one LayerCache per layer.
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmblocks.blocks.attention import KVCache
 from fmblocks.blocks.block import TransformerBlock
+from fmblocks.blocks.cache import KVCache, LayerCache
 from fmblocks.blocks.norms import build_norm
-from fmblocks.blocks.positional import ADDITIVE_POSITIONS, RotaryEmbedding
+from fmblocks.blocks.positional import PositionScheme
 from fmblocks.errors import DataError, ShapeError
 from fmblocks.models.config import ModelConfig
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # targets/labels with this value are skipped by the loss (the one home of this fact)
 
 
 def check_length(length: int, max_len: int, *, cached: int = 0) -> None:
@@ -36,9 +36,15 @@ def check_length(length: int, max_len: int, *, cached: int = 0) -> None:
         raise DataError(f"sequence length {length}{held} exceeds the model's max_len {max_len}")
 
 
-def check_ids(input_ids: torch.Tensor, name: str = "input_ids") -> None:
+def check_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
+    """ShapeError unless (B, T) integers; DataError naming the first id outside [0, vocab_size)."""
     if input_ids.ndim != 2 or input_ids.dtype not in (torch.int32, torch.int64):
         raise ShapeError(f"{name} must be a (B, T) integer tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
+    bad = (input_ids < 0) | (input_ids >= vocab_size)
+    if input_ids.numel() and bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise DataError(f"{name}[{row}, {col}] = {int(input_ids[row, col])} is not a token id of this model "
+                        f"(vocab_size {vocab_size})")
 
 
 def embedding_norm(config: ModelConfig) -> nn.Module:
@@ -47,14 +53,12 @@ def embedding_norm(config: ModelConfig) -> nn.Module:
 
 
 class Embeddings(nn.Module):
-    """Token (+ additive position, + token type) embeddings: ids (B, T) -> (B, T, D)."""
+    """Token (+ position, + token type) embeddings: ids (B, T) -> (B, T, D). Owns the model's position scheme."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, positions: PositionScheme) -> None:
         super().__init__()
         self.tokens = nn.Embedding(config.vocab_size, config.d_model)
-        self.scale = math.sqrt(config.d_model) if config.pos == "sinusoidal" else 1.0
-        additive = config.pos in ADDITIVE_POSITIONS
-        self.positions = ADDITIVE_POSITIONS.get(config.pos)(config.max_len, config.d_model) if additive else None
+        self.positions = positions
         self.token_types = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
         self.norm = embedding_norm(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -62,9 +66,10 @@ class Embeddings(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = self.tokens(input_ids) * self.scale  # (B, T, D)
-        if self.positions is not None:
-            x = x + self.positions(positions)  # (T, D) broadcast over B, or (B, T, D) per row
+        x = self.tokens(input_ids) * self.positions.embedding_scale  # (B, T, D)
+        added = self.positions.embed(positions)  # (T, D) broadcast over B, (B, T, D) per row, or None
+        if added is not None:
+            x = x + added
         if self.token_types is not None:
             types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             x = x + self.token_types(types)
@@ -74,28 +79,29 @@ class Embeddings(nn.Module):
 class BlockStack(nn.Module):
     """n_layers TransformerBlocks named by the config, then the final norm of pre-norm stacks."""
 
-    def __init__(self, config: ModelConfig, n_layers: int, *, cross_attention: bool = False) -> None:
+    def __init__(
+        self, config: ModelConfig, n_layers: int, positions: PositionScheme, *, cross_attention: bool = False
+    ) -> None:
         super().__init__()
-        rope = RotaryEmbedding(config.head_dim, base=config.rope_base) if config.pos == "rope" else None
+        cross_options = config.options_for("attention") if cross_attention else None
         self.layers = nn.ModuleList(
             TransformerBlock(
                 config.d_model, config.n_heads, config.d_ff, norm=config.norm, norm_first=config.norm_first,
                 ffn=config.ffn, activation=config.activation, cross_attention=cross_attention,
-                bias=config.bias, dropout=config.dropout, n_kv_heads=config.n_kv_heads, rope=rope,
-                alibi=config.pos == "alibi", attention=config.attention, eps=config.eps,
+                bias=config.bias, dropout=config.dropout, n_kv_heads=config.n_kv_heads, positional=positions,
+                attention=config.attention, mixer=mixer, mixer_options=config.options_for(mixer),
+                cross_options=cross_options, max_len=config.max_len, eps=config.eps,
             )
-            for _ in range(n_layers)
+            for mixer in config.layer_mixers(n_layers)
         )
         self.final_norm = build_norm(config.norm, config.d_model, eps=config.eps) if config.norm_first else nn.Identity()
         self.cross_attention = cross_attention
 
-    def new_caches(self) -> list[KVCache]:
-        """Empty caches: one per layer for self-attention, then (cross-attending stacks) one per layer
-        for the projected context, which is computed at the first step and reused after."""
-        return [KVCache() for _ in range(self._n_caches())]
-
-    def _n_caches(self) -> int:
-        return len(self.layers) * (2 if self.cross_attention else 1)
+    def new_caches(self) -> list[LayerCache]:
+        """Empty caches, one per layer: its mixer's state and (cross-attending stacks) a KVCache for the
+        projected context, which is computed at the first step and reused after."""
+        return [LayerCache(layer.attn.new_cache(), KVCache() if self.cross_attention else None)
+                for layer in self.layers]
 
     def forward(
         self,
@@ -106,17 +112,16 @@ class BlockStack(nn.Module):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
-        caches: list[KVCache] | None = None,
+        caches: list[LayerCache] | None = None,
         record: dict | None = None,
     ) -> torch.Tensor:
-        n = len(self.layers)
-        if caches is not None and len(caches) != self._n_caches():
-            raise ShapeError(f"expected the {self._n_caches()} caches of new_caches(), got {len(caches)}")
+        if caches is not None and len(caches) != len(self.layers):
+            raise ShapeError(f"expected the {len(self.layers)} caches of new_caches(), got {len(caches)}")
         for i, layer in enumerate(self.layers):
+            cache = None if caches is None else caches[i]
             out = layer(
                 x, mask=mask, causal=causal, context=context, context_mask=context_mask, positions=positions,
-                cache=None if caches is None else caches[i],
-                cross_cache=caches[n + i] if caches is not None and self.cross_attention else None,
+                cache=None if cache is None else cache.mixer, cross_cache=None if cache is None else cache.cross,
                 return_intermediates=record is not None,
             )
             if record is None:

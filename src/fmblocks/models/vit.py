@@ -14,7 +14,6 @@ Limits: square images of exactly config.image_size with config.channels channels
 import torch
 from torch import nn
 
-from fmblocks.blocks.positional import ADDITIVE_POSITIONS
 from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
@@ -30,10 +29,10 @@ class ViT(nn.Module):
         self.config = config
         self.patch_embed = PatchEmbed(config.patch_size, config.channels, config.d_model)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
-        self.positions = ADDITIVE_POSITIONS.get(config.pos)(config.n_patches + 1, config.d_model)
+        self.positions = config.build_positions(config.n_patches + 1)
         self.norm = embedding_norm(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.stack = BlockStack(config, config.n_layers)
+        self.stack = BlockStack(config, config.n_layers, self.positions)
         self.head = nn.Linear(config.d_model, config.n_classes)
         self.apply(init_weights)
 
@@ -48,7 +47,9 @@ class ViT(nn.Module):
         tokens = self.patch_embed(images)  # (B, C, H, W) -> (B, N, D)
         cls = self.cls_token.expand(len(images), -1, -1)  # (B, 1, D)
         positions = torch.arange(tokens.shape[1] + 1, device=images.device)  # (N + 1,)
-        x = self.dropout(self.norm(torch.cat([cls, tokens], dim=1) + self.positions(positions)))
+        x = torch.cat([cls, tokens], dim=1)  # (B, N + 1, D); patch projections are not rescaled
+        added = self.positions.embed(positions)  # (N + 1, D), or None for schemes acting in attention
+        x = self.dropout(self.norm(x if added is None else x + added))
         record = {"embeddings": x} if return_intermediates else None
         x = self.stack(x, positions=positions, record=record)
         logits = self.head(x[:, 0])  # (B, n_classes) from the class token
