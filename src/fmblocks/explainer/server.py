@@ -121,7 +121,8 @@ class Explainer:
             return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, **options)
 
     def generate(self, body: dict[str, Any]) -> dict[str, Any]:
-        text, options, new = text_of(body), sampling_options(body), body.get("max_new_tokens", 40)
+        text, options = text_of(body), sampling_options(body)
+        new = body.get("max_new_tokens", min(40, self.max_new_tokens))
         if is_integer(new) and new > self.max_new_tokens:
             raise ConfigError(f"max_new_tokens must lie in 1..{self.max_new_tokens}, got {new}")
         with self.turn():
