@@ -1,6 +1,7 @@
 """The explainer: analysis data against direct model calls and sklearn's PCA; the server on loopback."""
 
 import json
+import re
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -104,6 +105,14 @@ def test_page_has_no_external_assets() -> None:
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_every_element_the_script_uses_is_on_the_page() -> None:
+    static = resources.files("fmblocks.explainer") / "static"
+    script, page = (static / "app.js").read_text(), (static / "index.html").read_text()
+    used = set(re.findall(r'\$\("([\w-]+)"\)', script))
+    assert {"truncated", "continuation-truncated"} <= used
+    assert used <= set(re.findall(r'id="([\w-]+)"', page))
 
 
 def test_default_model_trains_once_then_loads(tmp_path, monkeypatch) -> None:
