@@ -26,7 +26,9 @@ def decoder() -> torch.nn.Module:
 
 def test_temperature_hand_worked() -> None:
     logits = torch.tensor([1.0, 3.0, 2.0, 3.0])
-    assert torch.equal(apply_temperature(logits, 2.0), torch.tensor([0.5, 1.5, 1.0, 1.5]))
+    # (logits - max) / 2: the softmax of logits / 2
+    assert torch.equal(apply_temperature(logits, 2.0), torch.tensor([-1.0, 0.0, -0.5, 0.0]))
+    assert torch.allclose(apply_temperature(logits, 2.0).softmax(-1), (logits / 2).softmax(-1))
     # temperature 0: only the first argmax survives (greedy)
     assert torch.equal(apply_temperature(logits, 0.0), torch.tensor([INF, 3.0, INF, INF]))
 
@@ -53,6 +55,45 @@ def test_filters_refuse_bad_values() -> None:
         top_k_filter(logits, 0)
     with pytest.raises(ConfigError, match="top_p"):
         top_p_filter(logits, 0.0)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("temperature", float("nan")), ("temperature", float("inf")), ("temperature", "hot"), ("temperature", True),
+    ("top_k", 2.5), ("top_k", 2.0), ("top_k", float("inf")), ("top_k", True), ("top_k", "3"),
+    ("top_p", float("nan")), ("top_p", 1.5), ("top_p", float("-inf")),
+])
+def test_non_finite_and_non_integer_options_are_config_errors(decoder, option, value) -> None:
+    with pytest.raises(ConfigError, match=option):
+        filter_logits(torch.zeros(2, 5), **{option: value})
+    with pytest.raises(ConfigError, match=option):  # refused before the first forward pass
+        generate(decoder, torch.zeros(1, 3, dtype=torch.long), 2, **{option: value})
+
+
+@pytest.mark.parametrize("value", [2.5, 2.0, -1, float("nan"), float("inf"), "2"])
+def test_max_new_tokens_must_be_an_integer(decoder, value) -> None:
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        generate(decoder, torch.zeros(1, 3, dtype=torch.long), value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("temperature", [1e-45, 1e-300, 5e-324])
+def test_tiny_temperature_is_argmax_without_overflow(dtype, temperature) -> None:
+    logits = torch.tensor([[1.0, 3.0, 2.0, 2.9], [6e4, -6e4, 0.0, 5.9e4]], dtype=dtype)
+    scaled = apply_temperature(logits, temperature)
+    assert not scaled.isnan().any()
+    probs = scaled.softmax(-1)
+    assert torch.equal(probs.argmax(-1), logits.argmax(-1)) and torch.all(probs.max(-1).values == 1)
+
+
+def test_tiny_top_p_keeps_the_most_likely_token(decoder) -> None:
+    logits = torch.randn(6, 30)
+    for p in (1e-300, 5e-324, 1e-45):
+        kept = top_p_filter(logits, p).isfinite()
+        assert torch.equal(kept, torch.nn.functional.one_hot(logits.argmax(-1), 30).bool())
+    prompt = torch.tensor([[1, 2, 3]])
+    greedy = generate(decoder, prompt, 5, temperature=0)
+    assert torch.equal(generate(decoder, prompt, 5, top_p=1e-300), greedy)
+    assert torch.equal(generate(decoder, prompt, 5, temperature=1e-45), greedy)
 
 
 # --- filters: properties against references --------------------------------------------------------
@@ -93,7 +134,7 @@ def test_top_p_matches_sort_based_reference() -> None:
 
 def test_filters_compose_in_order() -> None:
     logits = torch.randn(8, 20)
-    expected = top_p_filter(top_k_filter(logits / 0.7, 5), 0.8)
+    expected = top_p_filter(top_k_filter(apply_temperature(logits, 0.7), 5), 0.8)
     assert torch.equal(filter_logits(logits, temperature=0.7, top_k=5, top_p=0.8), expected)
 
 

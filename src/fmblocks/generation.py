@@ -1,9 +1,12 @@
 """Autoregressive generation: pure logits filters composed in `generate()`, with a KV cache.
 
 Filters map logits (..., V) to logits of the same shape; a removed candidate gets -inf:
-  apply_temperature(l, T)  l / T; T = 0 keeps only the argmax (greedy decoding)
+  apply_temperature(l, T)  (l - max l) / T, the softmax of l / T; T = 0 keeps only the argmax (greedy decoding)
   top_k_filter(l, k)       keeps exactly the k largest logits (ties broken by index)
-  top_p_filter(l, p)       nucleus: keeps the smallest set of most likely tokens whose mass is >= p
+  top_p_filter(l, p)       nucleus: keeps the smallest set of most likely tokens whose mass is >= p (at least one)
+Their options are checked by `check_sampling` (temperature a finite number >= 0, top_k an integer >= 1,
+top_p a finite number in (0, 1]; ConfigError otherwise), which callers use to refuse bad options before
+any model work.
 `generate()` applies them in that order, samples from softmax(filtered logits) with an optional
 seeded `torch.Generator`, and feeds only the new token to the model when `use_cache` (the keys and
 values of earlier positions live in one KVCache per layer). A conditioning prefix (e.g. a class
@@ -20,7 +23,9 @@ Limits: `generate()` needs `model(input_ids, caches=..., only_last=True)` and `m
 prompt + new tokens must fit in the model's max_len (DataError otherwise); no beam search.
 """
 
+import math
 from collections.abc import Sequence
+from numbers import Integral, Real
 
 import torch
 
@@ -28,20 +33,70 @@ from fmblocks.errors import ConfigError, DataError, ShapeError
 from fmblocks.models.output import ModelOutput
 
 
+def is_number(value: object) -> bool:
+    """True for a finite real number that is not a bool (True/False are not option values)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: object) -> bool:
+    """True for an integer that is not a bool (2.0 and 2.5 are not integers here)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_temperature(temperature: float) -> float:
+    """`temperature` as a float, or ConfigError unless it is a finite number >= 0."""
+    if not (is_number(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    return float(temperature)
+
+
+def check_top_k(k: int) -> int:
+    """`k` as an int, or ConfigError unless it is an integer >= 1."""
+    if not (is_integer(k) and k >= 1):
+        raise ConfigError(f"top_k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def check_top_p(p: float) -> float:
+    """`p` as a float, or ConfigError unless it is a finite number in (0, 1]."""
+    if not (is_number(p) and 0 < p <= 1):
+        raise ConfigError(f"top_p must be a number in (0, 1], got {p!r}")
+    return float(p)
+
+
+def check_max_new_tokens(n: int) -> int:
+    """`n` as an int, or ConfigError unless it is an integer >= 0."""
+    if not (is_integer(n) and n >= 0):
+        raise ConfigError(f"max_new_tokens must be an integer >= 0, got {n!r}")
+    return int(n)
+
+
+def check_sampling(*, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
+    """ConfigError for the first bad option of `filter_logits` (None turns top-k / top-p off)."""
+    check_temperature(temperature)
+    if top_k is not None:
+        check_top_k(top_k)
+    if top_p is not None:
+        check_top_p(top_p)
+
+
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits / temperature; temperature 0 keeps only the argmax (first one on ties)."""
-    if temperature < 0:
-        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    """(logits - max) / temperature, the softmax of logits / temperature; 0 keeps only the argmax (first on ties).
+
+    The division runs in float64, where every positive Python float is representable, so a tiny
+    temperature cannot overflow to NaN: it leaves the argmax (and its exact ties) at 0, the rest at -inf.
+    """
+    temperature = check_temperature(temperature)
     if temperature == 0:
         best = logits.argmax(dim=-1, keepdim=True)
         return torch.full_like(logits, float("-inf")).scatter(-1, best, logits.gather(-1, best))
-    return logits / temperature
+    shifted = logits.double() - logits.amax(dim=-1, keepdim=True).double()  # <= 0, the max exactly 0
+    return (shifted / temperature).to(logits.dtype)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep exactly the k largest logits of the last dimension; the others become -inf."""
-    if k < 1:
-        raise ConfigError(f"top_k must be >= 1, got {k}")
+    k = check_top_k(k)
     if k >= logits.shape[-1]:
         return logits
     keep = logits.topk(k, dim=-1).indices
@@ -49,13 +104,13 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the smallest set of most probable tokens whose probability mass is >= p."""
-    if not 0.0 < p <= 1.0:
-        raise ConfigError(f"top_p must lie in (0, 1], got {p}")
+    """Keep the smallest set of most probable tokens whose probability mass is >= p (never fewer than one)."""
+    p = check_top_p(p)
     ordered, order = logits.sort(dim=-1, descending=True, stable=True)
     probs = ordered.softmax(dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
-    drop_sorted = mass_before >= p  # the first token always stays (mass_before = 0 < p)
+    drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False  # the most likely token stays even where p rounds to 0 in the logits' dtype
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
@@ -110,8 +165,8 @@ def generate(
     """
     if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype != torch.long:
         raise ShapeError(f"prompt must be a (B, T0) long tensor with T0 >= 1, got {tuple(prompt.shape)} {prompt.dtype}")
-    if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    max_new_tokens = check_max_new_tokens(max_new_tokens)
+    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     max_len = model.config.max_len
     if prompt.shape[1] + max_new_tokens > max_len:
         raise DataError(

@@ -1,7 +1,7 @@
 """The explainer: analysis data against direct model calls and sklearn's PCA; the server on loopback."""
 
 import json
-import threading
+import re
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -14,19 +14,8 @@ from sklearn.decomposition import PCA
 from fmblocks.errors import ConfigError
 from fmblocks.explainer.analysis import analyze, continue_text, pca_2d
 from fmblocks.explainer.server import Explainer, make_server
-from fmblocks.models import build_model, preset
-from fmblocks.tokenizers import load
 
 TEXT = "Attention mixes the context."
-
-
-@pytest.fixture(scope="module")
-def parts():
-    torch.manual_seed(0)
-    tokenizer = load("bert-base-uncased")
-    config = preset("gpt2-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
-                    max_len=24)
-    return build_model(config).eval(), tokenizer
 
 
 def test_analysis_matches_the_model(parts) -> None:
@@ -68,13 +57,9 @@ def test_continuation_is_seeded_and_bounded(parts) -> None:
 
 
 @pytest.fixture()
-def server(parts):
-    server = make_server(Explainer(*parts, default_text=TEXT), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def server(parts, serve):
+    with serve(Explainer(*parts, default_text=TEXT)) as server:
+        yield server.url.rstrip("/")
 
 
 def fetch(url: str, body: dict | None = None) -> tuple[int, bytes]:
@@ -120,6 +105,14 @@ def test_page_has_no_external_assets() -> None:
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_every_element_the_script_uses_is_on_the_page() -> None:
+    static = resources.files("fmblocks.explainer") / "static"
+    script, page = (static / "app.js").read_text(), (static / "index.html").read_text()
+    used = set(re.findall(r'\$\("([\w-]+)"\)', script))
+    assert {"truncated", "continuation-truncated"} <= used
+    assert used <= set(re.findall(r'id="([\w-]+)"', page))
 
 
 def test_default_model_trains_once_then_loads(tmp_path, monkeypatch) -> None:

@@ -5,7 +5,8 @@
 
 The page shows the tokens, the embeddings, every layer's and head's attention, the next-token
 probabilities under the temperature / top-k / top-p controls, and sampled continuations.
-The server listens on the loopback interface only; stop it with Ctrl-C.
+The server listens on the loopback interface only (127.0.0.1, ::1 or localhost); stop it with Ctrl-C.
+The address is taken before the model loads, so a busy port or a public --host fails at once.
 """
 
 import argparse
@@ -29,19 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fmblocks.explainer.default import DEFAULT_TEXT, default_run
-    from fmblocks.explainer.server import Explainer, check_loopback, make_server
+    from fmblocks.explainer.server import Explainer, ExplainerServer
     from fmblocks.training.runs import load_run
 
-    check_loopback(args.host)
-    if args.checkpoint:
-        model, _, tokenizer = load_run(args.checkpoint, arch="decoder")
-    else:
-        model, _, tokenizer = default_run(args.default_run, steps=args.steps)
-    text = args.text if args.text is not None else (DEFAULT_TEXT if not args.checkpoint else "")
-    server = make_server(Explainer(model, tokenizer, default_text=text), host=args.host, port=args.port)
-    host, port = server.server_address[:2]
-    print(f"fmblocks explainer: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
+    server = ExplainerServer(args.host, args.port)
     try:
+        if args.checkpoint:
+            model, _, tokenizer = load_run(args.checkpoint, arch="decoder")
+        else:
+            model, _, tokenizer = default_run(args.default_run, steps=args.steps)
+        text = args.text if args.text is not None else (DEFAULT_TEXT if not args.checkpoint else "")
+        server.explainer = Explainer(model, tokenizer, default_text=text)
+        print(f"fmblocks explainer: {server.url}  (Ctrl-C stops it)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -8,7 +8,10 @@ Attention is the list of per-layer (B, H, T, T) weights the model returns with
 `p` is softmax(logits) of the last position; `p_sampled` is the distribution that sampling draws from
 after temperature, top-k and top-p (zero for removed candidates). The embedding map projects the
 (T, D) input embeddings on their first two principal components (centred SVD).
-Limits: texts longer than the model's context keep their last max_len tokens.
+Long texts: only the end that fits is analysed (`encode_tail`: at most `max_tokens` tokens, default the
+model's max_len, from at most CHARS_PER_TOKEN characters per token, so the work is bounded however
+long the text), and the result's "truncated" says where the analysed part starts (None when nothing
+was cut).
 """
 
 from typing import Any
@@ -16,9 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from fmblocks.errors import DataError
-from fmblocks.generation import filter_logits, generate
+from fmblocks.errors import ConfigError, DataError
+from fmblocks.generation import check_max_new_tokens, check_sampling, filter_logits, generate, is_integer
 from fmblocks.tokenizers.base import Tokenizer
+
+CHARS_PER_TOKEN = 16  # characters tokenized per token analysed: longer than the tokens of ordinary text
 
 
 def pca_2d(x: torch.Tensor) -> torch.Tensor:
@@ -29,12 +34,28 @@ def pca_2d(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
 
 
-def encode_for(model: nn.Module, tokenizer: Tokenizer, text: str) -> list[int]:
-    """The text's ids, cut to the model's context (last max_len tokens); DataError for an empty text."""
-    ids = tokenizer.encode(text)
+def encode_tail(tokenizer: Tokenizer, text: str, max_tokens: int) -> tuple[list[int], dict[str, Any] | None]:
+    """The ids of the end of `text` (at most `max_tokens`) and where they start (None when all of it fits).
+
+    Only the last CHARS_PER_TOKEN * max_tokens characters are tokenized. The truncation note is
+    {"start": index in `text` of the first analysed character, or None where the tokenizer cannot say
+    (lossy, or the cut falls inside a character's bytes), "message": the same for a reader}.
+    DataError for a text that gives no tokens.
+    """
+    skipped = max(0, len(text) - CHARS_PER_TOKEN * max_tokens)
+    ids = tokenizer.encode(text[skipped:])
     if not ids:
         raise DataError("the text gives no tokens: type at least one character")
-    return ids[-model.config.max_len :]
+    dropped = max(0, len(ids) - max_tokens)
+    if not skipped and not dropped:
+        return ids, None
+    ids, start = ids[dropped:], skipped
+    if dropped:
+        kept = tokenizer.decode(ids) if tokenizer.lossless else None
+        start = len(text) - len(kept) if kept and text.endswith(kept) else None
+    where = f"from character {start} of {len(text)}" if start is not None else f"its last {len(ids)} tokens"
+    message = f"the text is too long to use whole (at most {max_tokens} tokens here): only its end is used, {where}"
+    return ids, {"start": start, "message": message}
 
 
 def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
@@ -52,10 +73,15 @@ def analyze(
     top_k: int | None = None,
     top_p: float | None = None,
     n_next: int = 15,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Tokens, embedding map, attention per layer and head, and next-token probabilities for `text`."""
+    """Tokens, embedding map, attention per layer and head, next-token probabilities and truncation for `text`.
+
+    At most `max_tokens` tokens (default: the model's max_len) of the end of `text` are analysed.
+    """
+    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     model.eval()
-    ids = encode_for(model, tokenizer, text)
+    ids, truncated = encode_tail(tokenizer, text, min(max_tokens or model.config.max_len, model.config.max_len))
     out = model(torch.tensor([ids]), return_intermediates=True)
     seen = out.intermediates
     logits = out.logits[0, -1]  # (V,)
@@ -73,6 +99,7 @@ def analyze(
         ],
         "n_layers": len(seen["attention"]),
         "n_heads": int(seen["attention"][0].shape[1]),
+        "truncated": truncated,
     }
 
 
@@ -88,11 +115,18 @@ def continue_text(
     top_p: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """A sampled continuation of `text` (seeded), as the new text and its tokens."""
-    ids = encode_for(model, tokenizer, text)
-    room = model.config.max_len - len(ids)
-    ids = ids[-(model.config.max_len - max_new_tokens):] if room < max_new_tokens else ids
+    """A sampled continuation of `text` (seeded): the new text, its tokens, and where the prompt was cut.
+
+    The prompt is the end of `text` that leaves room for `max_new_tokens` in the model's context.
+    """
+    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    if not 1 <= check_max_new_tokens(max_new_tokens) < model.config.max_len:
+        raise ConfigError(f"max_new_tokens must lie in 1..{model.config.max_len - 1}, got {max_new_tokens}")
+    if not (is_integer(seed) and 0 <= seed < 2**63):
+        raise ConfigError(f"seed must be an integer in 0..2**63 - 1, got {seed!r}")
+    ids, truncated = encode_tail(tokenizer, text, model.config.max_len - max_new_tokens)
     generator = torch.Generator().manual_seed(seed)
     tokens = generate(model, torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k,
                       top_p=top_p, generator=generator)[0, len(ids):].tolist()
-    return {"continuation": tokenizer.decode(tokens), "tokens": token_strings(tokenizer, tokens), "ids": tokens}
+    return {"continuation": tokenizer.decode(tokens), "tokens": token_strings(tokenizer, tokens), "ids": tokens,
+            "truncated": truncated}

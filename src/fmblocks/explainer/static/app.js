@@ -22,8 +22,8 @@ async function call(path, body) {
   const response = await fetch(path, body === undefined ? {} : {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  const payload = await response.json();
-  if (!response.ok) throw new Error(payload.error || response.statusText);
+  const payload = await response.json().catch(() => ({}));  // a proxy or the stdlib's own errors send HTML
+  if (!response.ok) throw new Error(payload.error || `${response.status} ${response.statusText}`);
   return payload;
 }
 
@@ -114,10 +114,27 @@ function drawAll() {
   drawTokens(); drawAttention(); drawEmbeddings(); drawNext();
 }
 
+function slice(text, start, end) {  // by characters (code points), as the server counts them
+  return Array.from(text).slice(start, end).join("");
+}
+
+function showTruncation(box, truncated, text) {  // say that, and where, a long text was cut
+  box.replaceChildren();
+  if (!truncated) return;
+  box.append(truncated.message);
+  if (truncated.start !== null) {
+    const from = document.createElement("q");
+    from.textContent = slice(text, truncated.start, truncated.start + 40) + "\u2026";
+    box.append(": ", from);
+  }
+}
+
 let pending = null;
 async function analyze() {
   try {
-    state.data = await call("/api/analyze", options());
+    const asked = options();
+    state.data = await call("/api/analyze", asked);
+    showTruncation($("truncated"), state.data.truncated, asked.text);
     state.layer = Math.min(state.layer, state.data.n_layers - 1);
     state.head = Math.min(state.head, state.data.n_heads - 1);
     $("error").textContent = "";
@@ -128,12 +145,21 @@ function analyzeSoon() { clearTimeout(pending); pending = setTimeout(analyze, 25
 
 async function sampleContinuation() {
   try {
-    const result = await call("/api/generate", options());
-    const out = $("continuation");
-    out.replaceChildren(document.createTextNode($("text").value));
+    const asked = options();
+    const result = await call("/api/generate", asked);
+    const out = $("continuation"), start = (result.truncated && result.truncated.start) || 0;
+    out.replaceChildren();
+    if (start) {  // the part of the text the model did not see
+      const cut = document.createElement("del");
+      cut.title = result.truncated.message;
+      cut.textContent = slice(asked.text, 0, start);
+      out.appendChild(cut);
+    }
+    out.appendChild(document.createTextNode(slice(asked.text, start)));
     const mark = document.createElement("mark");
     mark.textContent = result.continuation;
     out.appendChild(mark);
+    showTruncation($("continuation-truncated"), result.truncated, asked.text);
     $("error").textContent = "";
   } catch (err) { $("error").textContent = err.message; }
 }
@@ -144,6 +170,8 @@ async function start() {
   $("model-info").textContent = `${m.arch} · ${m.n_layers} layers · ${m.n_heads} heads · d_model ${m.d_model} · ` +
     `${m.pos} positions · ${m.norm} norm · ${m.ffn} · vocabulary ${info.vocab_size} · context ${m.max_len}`;
   $("text").value = info.default_text;
+  $("new-tokens").max = info.max_new_tokens;
+  $("new-tokens").value = Math.min(Number($("new-tokens").value), info.max_new_tokens);
   $("text").oninput = analyzeSoon;
   for (const id of ["temperature", "top-p"]) {
     $(id).oninput = () => { $(`${id}-out`).textContent = $(id).value; analyzeSoon(); };

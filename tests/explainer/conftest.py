@@ -1,0 +1,49 @@
+"""Tiny explainer parts and a running server on 127.0.0.1:0, shared by the explainer tests."""
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from fmblocks.explainer.server import Explainer, make_server
+from fmblocks.models import build_model, preset
+from fmblocks.tokenizers import load
+from fmblocks.tokenizers.simple import train_char
+
+def tiny_decoder(vocab_size: int, max_len: int = 24) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = preset("gpt2-style", vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=max_len)
+    return build_model(config).eval()
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """A tiny decoder with the (lossy) bert-base-uncased WordPiece tokenizer."""
+    tokenizer = load("bert-base-uncased")
+    return tiny_decoder(tokenizer.vocab_size), tokenizer
+
+
+@pytest.fixture(scope="module")
+def char_parts():
+    """A tiny decoder with a lossless character tokenizer (letters, digits, space, punctuation)."""
+    tokenizer = train_char(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,"])
+    return tiny_decoder(tokenizer.vocab_size), tokenizer
+
+
+@pytest.fixture()
+def serve():
+    """`with serve(explainer, **make_server_options) as server:` a server on a free loopback port, in a thread."""
+    return running
+
+
+@contextmanager
+def running(explainer: Explainer, **options):
+    server = make_server(explainer, **{"port": 0, **options})
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
