@@ -5,7 +5,8 @@ A vocabulary is a list of byte strings, `tokens[id]`; a token's id is also its *
     1. special tokens are cut out first (refused with TokenizerError unless `allowed_special`);
     2. the text is split into chunks by a regex (`pretokenize.Splitter`); merges never cross chunks;
     3. a chunk's bytes start as single-byte tokens; the adjacent pair whose concatenation has the
-       lowest rank is merged (leftmost on ties) until no concatenation is a token.
+       lowest rank is merged (leftmost on ties) until no concatenation is a token (`bpe_merge.py`:
+       a plain scan for short chunks, a heap in O(n log n) for long ones).
 
 Step 3 is tiktoken's rule; on a vocabulary learned by `train_bpe` it replays the training merges.
 Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids, and the hot path is
@@ -24,43 +25,18 @@ import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache, cached_property
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any, Literal
 
 import torch
 
 from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
 from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.bpe_merge import bpe_merge
 from fmblocks.tokenizers.bpe_train import count_chunks, learn_tokens
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, Splitter, byte_to_char, char_to_byte
 
 CACHE_LIMIT = 1 << 18  # distinct chunks remembered per tokenizer; the cache starts over when full
-_NO_MERGE = 1 << 62  # rank of a pair whose concatenation is not a token
-_SINGLE_BYTES = [bytes([b]) for b in range(256)]
-
-
-def bpe_merge(data: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
-    """Merge one chunk's bytes by rank.
-
-    >>> bpe_merge(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5})
-    [b'ab', b'cd']
-    """
-    get = ranks.get
-    parts = list(map(_SINGLE_BYTES.__getitem__, data))
-    # pair_ranks[i]: the rank of parts[i] + parts[i + 1]
-    pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))
-    while pair_ranks:
-        best = min(pair_ranks)
-        if best == _NO_MERGE:
-            break
-        i = pair_ranks.index(best)  # the leftmost lowest rank
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-        del pair_ranks[i]
-        if i > 0:
-            pair_ranks[i - 1] = get(parts[i - 1] + parts[i], _NO_MERGE)
-        if i < len(pair_ranks):
-            pair_ranks[i] = get(parts[i] + parts[i + 1], _NO_MERGE)
-    return parts
 
 
 class _ChunkCache(dict[str, tuple[int, ...]]):
