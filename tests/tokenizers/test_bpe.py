@@ -1,6 +1,8 @@
 """Byte-level BPE: a hand-worked training run, round trips, save/load, determinism, bad input."""
 
 import json
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from fmblocks.data.text import builtin_corpus, iter_texts
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.bpe import BPETokenizer, bpe_merge, train_bpe
+from fmblocks.tokenizers.bpe_merge import HEAP_FROM, merge_heap, merge_scan
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, SPLIT_PATTERNS, Splitter, byte_to_char, char_to_byte
 
 # Base ids follow GPT-2's byte order, printable bytes first from "!" (byte 33), so "a" is 97 - 33.
@@ -50,6 +53,64 @@ def test_hand_worked_merge_order() -> None:
     # "abcd" is no token, so [ab, cd] stays.
     assert bpe_merge(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5}) == [b"ab", b"cd"]
     assert bpe_merge(b"aaa", {b"a": 0, b"aa": 1}) == [b"aa", b"a"]  # ties go to the leftmost pair
+
+
+def test_hand_worked_heap_merge() -> None:
+    # a a a a a, every pair "aa" (rank 1): the leftmost merges -> aa a a a; now (aa, a) = "aaa" has
+    # rank 2 and the (a, a) pairs rank 1, so the leftmost (a, a) -> aa aa a; "aaaa" is no token,
+    # (aa, a) -> aa aaa. The heap pops the stale (a, a) entry at offset 1 on the way and skips it.
+    ranks = {b"a": 0, b"aa": 1, b"aaa": 2}
+    assert merge_heap(b"aaaaa", ranks) == merge_scan(b"aaaaa", ranks) == [b"aa", b"aaa"]
+    assert merge_heap(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5}) == [b"ab", b"cd"]
+    assert merge_heap(b"", ranks) == [] and merge_heap(b"a", ranks) == [b"a"]
+
+
+# Small vocabularies over "abc" with the merged tokens in random rank order, so that a merge can
+# create a pair of lower rank than its own (which real BPE vocabularies also contain).
+_VOCABULARIES = st.lists(st.text("abc", min_size=2, max_size=5), unique=True, max_size=40).map(
+    lambda merged: {bytes([b]): b for b in range(256)} | {t.encode(): 256 + r for r, t in enumerate(merged)}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VOCABULARIES, st.text("abc", max_size=400))
+def test_heap_merge_equals_scan(ranks: dict[bytes, int], text: str) -> None:
+    data = text.encode()
+    assert merge_heap(data, ranks) == merge_scan(data, ranks) == bpe_merge(data, ranks)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text("aAbé中 ", min_size=1, max_size=4), st.integers(1, 200)), min_size=1, max_size=4))
+def test_heap_merge_equals_scan_on_cl100k(pretrained: list[BPETokenizer], segments: list[tuple[str, int]]) -> None:
+    data = "".join(piece * times for piece, times in segments).encode()
+    ranks = pretrained[1].ranks
+    assert merge_heap(data, ranks) == merge_scan(data, ranks)
+
+
+@contextmanager
+def _must_finish_within(seconds: float):
+    """Not a timing test: a guard that turns a hang (quadratic merging took ~50 s here) into a failure."""
+
+    def fail(*_) -> None:
+        raise AssertionError(f"did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_long_chunks_encode(pretrained: list[BPETokenizer]) -> None:
+    """One 100,000-byte chunk goes through the heap path; the round trip holds."""
+    for tok in pretrained:
+        for text in ("a" * 100_000, "中文" * 20_000):
+            assert len(text.encode()) >= HEAP_FROM and len(tok.splitter(text)) == 1
+            with _must_finish_within(20):
+                ids = tok.encode(text)
+            assert tok.decode(ids) == text
 
 
 def test_byte_map_is_gpt2s() -> None:
