@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fmblocks.data.text import builtin_corpus, iter_texts
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers import load
-from fmblocks.tokenizers.bpe import BPETokenizer, bpe_merge, train_bpe
+from fmblocks.tokenizers.bpe import CACHE_MAX_CHARS, BPETokenizer, bpe_merge, train_bpe
 from fmblocks.tokenizers.bpe_merge import HEAP_FROM, merge_heap, merge_scan
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, SPLIT_PATTERNS, Splitter, byte_to_char, char_to_byte
 
@@ -111,6 +111,12 @@ def test_long_chunks_encode(pretrained: list[BPETokenizer]) -> None:
             with _must_finish_within(20):
                 ids = tok.encode(text)
             assert tok.decode(ids) == text
+
+
+def test_long_chunks_are_not_cached(trained: BPETokenizer) -> None:
+    long = "x" * (CACHE_MAX_CHARS + 1)
+    assert trained.encode(long + " yz") == trained.encode(long) + trained.encode(" yz")
+    assert long not in trained._cache and " yz" in trained._cache  # memory stays bounded
 
 
 def test_byte_map_is_gpt2s() -> None:

