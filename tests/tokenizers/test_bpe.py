@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fmblocks.data.text import builtin_corpus, iter_texts
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers import load
-from fmblocks.tokenizers.bpe import CACHE_MAX_CHARS, BPETokenizer, bpe_merge, train_bpe
+from fmblocks.tokenizers.bpe import CACHE_MAX_CHARS, SPECIAL_ID_GAPS, BPETokenizer, bpe_merge, train_bpe
 from fmblocks.tokenizers.bpe_merge import HEAP_FROM, merge_heap, merge_scan
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, SPLIT_PATTERNS, Splitter, byte_to_char, char_to_byte
 
@@ -203,11 +203,22 @@ def test_special_token_refused_unless_allowed() -> None:
 
 def test_bad_ids_and_text_raise() -> None:
     tok = load("cl100k_base")
-    for bad in ([100277], [-1], [100256]):  # past the end, negative, the gap below the specials
-        with pytest.raises(TokenizerError, match="not in this BPE vocabulary"):
-            tok.decode(bad)
+    for bad, problem in (([100277], "outside"), ([-1], "outside"), ([100256], "unused"), ([True], "not an integer")):
+        with pytest.raises(TokenizerError, match=f"token id {bad[0]} at position 0 is {problem}"):
+            tok.decode(bad)  # past the end, negative, the gap below the specials, a bool
     with pytest.raises(TokenizerError, match="surrogate"):
         tok.encode("a\ud800b")
+
+
+def test_special_ids_stay_near_the_tokens() -> None:
+    # 256 tokens and 2 specials: ids 256..256 + 2 + SPECIAL_ID_GAPS - 1 = 1281, so at most 1024 unused.
+    tokens = [bytes([b]) for b in range(256)]
+    assert SPECIAL_ID_GAPS == 1024
+    assert BPETokenizer(tokens, special_tokens={"<a>": 256, "<b>": 1281}).vocab_size == 1282
+    for far in (1282, 10**8, 10**15):  # 10**8 used to build a 100M-entry id table, 10**15 a MemoryError
+        with pytest.raises(ConfigError, match=f"'<b>' has id {far}; special ids must lie in 256..1281"):
+            BPETokenizer(tokens, special_tokens={"<a>": 256, "<b>": far})
+    assert load("cl100k_base").vocab_size == 100277  # its 15 reserved ids 100261..100275 are allowed
 
 
 def test_invalid_utf8_file(tmp_path: Path) -> None:
@@ -251,6 +262,7 @@ def test_raw_pattern_with_groups(small_corpus: list[str]) -> None:
         lambda d: d["tokens"].__setitem__(300, d["tokens"][299]),  # a repeated token
         lambda d: d.__setitem__("pattern", "(unclosed"),
         lambda d: d.__setitem__("special_tokens", {"<|endoftext|>": 3}),  # id taken by a token
+        lambda d: d.__setitem__("special_tokens", {"<|endoftext|>": 10**15}),  # far past the tokens
     ],
 )
 def test_corrupt_file(trained: BPETokenizer, tmp_path: Path, damage) -> None:
