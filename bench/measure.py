@@ -24,15 +24,28 @@ def memory_mb(field: str) -> float:
 
 
 def write_results(name: str, results: dict, sections: dict) -> None:
-    """bench/results/NAME.json, and NAME.png with one panel per section present: sections[key](axes, results[key])."""
+    """bench/results/NAME.json, and NAME.png with one panel per section present: sections[key](axes, results[key]).
+
+    Sections not run this time (`--only`) are kept from the previous NAME.json, and listed under
+    "carried_over" with that file's command and machine, so a partial run never drops results.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fmblocks.files import atomic_writer, write_json
+    from fmblocks.files import atomic_writer, read_json, write_json
 
-    write_json(RESULTS / f"{name}.json", results, fmt="fmblocks-bench")
+    path = RESULTS / f"{name}.json"
+    previous = read_json(path, fmt="fmblocks-bench") if path.exists() else {}
+    kept = [key for key in sections if key not in results and key in previous]
+    if kept:
+        earlier = previous.get("carried_over", {})
+        results["carried_over"] = {
+            key: earlier.get(key, {"command": previous.get("command"), "machine": previous.get("machine")}) for key in kept
+        }
+        results.update({key: previous[key] for key in kept})
+    write_json(path, results, fmt="fmblocks-bench")
     shown = [key for key in sections if key in results]
     fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 5), squeeze=False)
     for ax, key in zip(axes[0], shown):

@@ -13,6 +13,11 @@ encode   for "gpt2" and "cl100k_base", MB/s = UTF-8 megabytes / seconds over all
                             (1 thread) and encode_batch (rayon, all cores)
          identical ids are asserted. Every run has its wall time; single-thread runs also their
          process CPU time (robust to other load on the machine); each is the best of `--repeats`.
+long     worst cases for BPE merging, one chunk each: "a" * n, n random ASCII letters, n random
+         CJK ideographs, each at n and 10 n characters ("a": 10,000 and 100,000; letters: 2,000 and
+         20,000; CJK: 1,000 and 10,000); ours (chunk cache cleared before each run) vs tiktoken's
+         encode_ordinary, process CPU seconds, best of max(--repeats, 5) turns taken alternately; identical ids asserted.
+         Reported: both times, ours / tiktoken, and ours at 10 n / ours at n (linear: about 10).
 train    train_bpe(pattern="gpt4", min_frequency=2) vs HF BpeTrainer with the same split regex and
          settings at each vocab size, each in a fresh subprocess: seconds (CPU for single-threaded
          runs, wall for HF's default thread pool), and peak RSS growth during training (Linux VmHWM,
@@ -20,7 +25,7 @@ train    train_bpe(pattern="gpt4", min_frequency=2) vs HF BpeTrainer with the sa
 
 Writes bench/results/tokenizers.json and tokenizers.png. Sections are functions (SECTIONS); add more.
 
-    .venv/bin/python -m bench.tokenizers [--mb 20] [--repeats 2] [--vocab 8192 32768] [--only encode]
+    .venv/bin/python -m bench.tokenizers [--mb 20] [--repeats 2] [--vocab 8192 32768] [--only encode long]
 """
 
 import argparse
@@ -29,6 +34,8 @@ import importlib.resources
 import json
 import os
 import platform
+import random
+import string
 import resource
 import subprocess
 import sys
@@ -150,6 +157,57 @@ def bench_encode(docs: list[str], repeats: int) -> dict:
     return results
 
 
+LONG_CHUNKS = {  # kind: the shorter length n in characters; each kind also runs at 10 n
+    "a * n": 10_000,
+    "random letters": 2_000,
+    "random CJK": 1_000,
+}
+_CJK = "".join(map(chr, range(0x4E00, 0x9FF0)))
+
+
+def long_chunk(kind: str, n: int) -> str:
+    """One pre-tokenized chunk of `n` characters (a letter run), the same on every run."""
+    if kind == "a * n":
+        return "a" * n
+    alphabet = string.ascii_letters if kind == "random letters" else _CJK
+    return "".join(random.Random(n).choices(alphabet, k=n))
+
+
+def bench_long(repeats: int) -> dict:
+    """Per input, ours and tiktoken take turns (warm caches, and a load spike hits both alike); best of each."""
+    rounds = max(repeats, 5)
+    results = {}
+    for name in ("gpt2", "cl100k_base"):
+        ours, reference = load(name), tiktoken_encoding(name)
+
+        def cold(text: str) -> list[int]:
+            ours._cache.clear()  # every run merges the chunk afresh
+            return ours.encode(text)
+
+        texts = {(kind, length): long_chunk(kind, length) for kind, n in LONG_CHUNKS.items() for length in (n, 10 * n)}
+        best = {key: {"ours_s": float("inf"), "tiktoken_s": float("inf")} for key in texts}
+        for key, text in texts.items():
+            for _ in range(rounds):
+                ids, ours_s, _ = best_of(lambda: cold(text), 1)
+                expected, tiktoken_s, _ = best_of(lambda: reference.encode_ordinary(text), 1)
+                assert ids == expected, f"{name}, {key}: ids differ from tiktoken's"
+                best[key] = {"ours_s": min(best[key]["ours_s"], ours_s), "tiktoken_s": min(best[key]["tiktoken_s"], tiktoken_s)}
+        rows = {}
+        for kind, n in LONG_CHUNKS.items():
+            assert len(ours.splitter(texts[kind, n])) == 1, f"{kind}: more than one chunk"
+            row = {}
+            for length in (n, 10 * n):
+                ours_s, tiktoken_s = best[kind, length]["ours_s"], best[kind, length]["tiktoken_s"]
+                row[str(length)] = {"bytes": len(texts[kind, length].encode()), "ours_s": float(f"{ours_s:.3g}"),
+                                    "tiktoken_s": float(f"{tiktoken_s:.3g}"), "ours_vs_tiktoken": round(ours_s / tiktoken_s, 1)}
+            for impl in ("ours", "tiktoken"):
+                row[f"{impl}_time_ratio_at_10x_length"] = round(best[kind, 10 * n][f"{impl}_s"] / best[kind, n][f"{impl}_s"], 1)
+            rows[kind] = row
+            print(f"{name} {kind}: {row}", flush=True)
+        results[name] = rows
+    return results
+
+
 def hf_train_merges(docs: list[str], vocab_size: int) -> list[tuple[bytes, bytes]]:
     """HF BpeTrainer set up like train_bpe(pattern="gpt4", min_frequency=2); see tests/reference."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
@@ -241,7 +299,22 @@ def plot_train(ax, result: dict) -> None:
     ax.legend()
 
 
-SECTIONS = {"encode": plot_encode, "train": plot_train}
+def plot_long(ax, result: dict) -> None:
+    for k, (kind, row) in enumerate(result["cl100k_base"].items()):
+        runs = [run for run in row.values() if isinstance(run, dict)]
+        sizes = [run["bytes"] for run in runs]
+        color = f"C{k}"
+        ax.loglog(sizes, [run["ours_s"] for run in runs], "o-", color=color, label=f"{kind}: ours")
+        ax.loglog(sizes, [run["tiktoken_s"] for run in runs], "s--", color=color, label=f"{kind}: tiktoken")
+        for size, run in zip(sizes, runs):
+            ax.annotate(f"{run['ours_vs_tiktoken']}x", (size, run["ours_s"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("chunk length (bytes)")
+    ax.set_ylabel("encode CPU seconds")
+    ax.set_title("cl100k_base, one long chunk (labels: ours / tiktoken)", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+SECTIONS = {"encode": plot_encode, "long": plot_long, "train": plot_train}
 
 
 def main() -> None:
@@ -266,6 +339,8 @@ def main() -> None:
     }
     if "encode" in args.only:
         results["encode"] = bench_encode(docs, args.repeats)
+    if "long" in args.only:
+        results["long"] = bench_long(args.repeats)
     if "train" in args.only:
         results["train"] = bench_train(args.mb, args.vocab)
     results["machine"]["load_avg_at_end"] = os.getloadavg()

@@ -1,6 +1,8 @@
 """load("gpt2") and load("cl100k_base") give exactly tiktoken's ids (tiktoken built from the same local files)."""
 
 import importlib.resources
+import random
+import string
 import unicodedata
 
 import pytest
@@ -78,6 +80,34 @@ def test_same_ids_on_any_text(pairs, text: str) -> None:
             continue
         assert ours.encode(text) == expected
         assert ours.decode(expected) == text
+
+
+def _random_run(alphabet: str, max_size: int) -> st.SearchStrategy[str]:
+    """Long runs of characters from `alphabet`: hypothesis draws a seed and a length, not every character."""
+    return st.builds(lambda seed, n: "".join(random.Random(seed).choices(alphabet, k=n)), st.integers(0, 2**32),
+                     st.integers(1, max_size))
+
+
+# Each draw is mostly one long chunk (a letter run; spaces make a few long whitespace chunks):
+# repeated pieces, random letters, random CJK / kana / Hangul.
+_REPEATED = st.lists(st.tuples(st.text("aAbzé中 ", min_size=1, max_size=4), st.integers(1, 5000)), min_size=1,
+                     max_size=3).map(lambda segments: "".join(piece * times for piece, times in segments))
+_LETTERS = _random_run(string.ascii_letters, 20_000)
+_CJK = _random_run("".join(map(chr, [*range(0x4E00, 0x9FF0), *range(0x3041, 0x3097), *range(0xAC00, 0xD7A4)])), 10_000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.one_of(_REPEATED, _LETTERS, _CJK))
+def test_same_ids_on_long_chunks(pairs, text: str) -> None:
+    """Chunks of thousands of bytes: the heap merge path (bpe_merge.py), against tiktoken."""
+    for ours, reference in pairs.values():
+        assert ours.encode(text) == reference.encode_ordinary(text)
+
+
+def test_same_ids_on_one_huge_chunk(pairs) -> None:
+    for ours, reference in pairs.values():
+        for text in ("a" * 100_000, " " * 30_000, "ab" * 30_000):
+            assert ours.encode(text) == reference.encode_ordinary(text)
 
 
 def test_unassigned_code_points_are_the_documented_difference(pairs) -> None:

@@ -128,9 +128,13 @@ def test_bad_cells_and_ids(matrix: ExpressionMatrix) -> None:
         rank.encode([1, -1, 0])
     with pytest.raises(ShapeError, match="3 counts"):
         rank.encode([1, 2])
-    with pytest.raises(TokenizerError, match="not a gene id"):
+    with pytest.raises(TokenizerError, match="99 at position 0 is outside the vocabulary"):
         rank.decode([99])
     binned = BinnedExpressionTokenizer(GENES)
+    with pytest.raises(TokenizerError, match="not a gene id"):
+        binned.decode(ExpressionTokens([0, 5], [1, 1]))  # <pad>, a special token
+    with pytest.raises(TokenizerError, match="value bins must be integers.*1.5"):
+        binned.decode(ExpressionTokens([4, 5], [1, 1.5]))
     with pytest.raises(TokenizerError, match="values"):
         binned.decode(ExpressionTokens([4, 5], [1]))
     with pytest.raises(ConfigError):

@@ -1,6 +1,8 @@
 """Byte-level BPE: a hand-worked training run, round trips, save/load, determinism, bad input."""
 
 import json
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from hypothesis import strategies as st
 from fmblocks.data.text import builtin_corpus, iter_texts
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
 from fmblocks.tokenizers import load
-from fmblocks.tokenizers.bpe import BPETokenizer, bpe_merge, train_bpe
+from fmblocks.tokenizers.bpe import CACHE_MAX_CHARS, SPECIAL_ID_GAPS, BPETokenizer, bpe_merge, train_bpe
+from fmblocks.tokenizers.bpe_merge import HEAP_FROM, merge_heap, merge_scan
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, SPLIT_PATTERNS, Splitter, byte_to_char, char_to_byte
 
 # Base ids follow GPT-2's byte order, printable bytes first from "!" (byte 33), so "a" is 97 - 33.
@@ -50,6 +53,70 @@ def test_hand_worked_merge_order() -> None:
     # "abcd" is no token, so [ab, cd] stays.
     assert bpe_merge(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5}) == [b"ab", b"cd"]
     assert bpe_merge(b"aaa", {b"a": 0, b"aa": 1}) == [b"aa", b"a"]  # ties go to the leftmost pair
+
+
+def test_hand_worked_heap_merge() -> None:
+    # a a a a a, every pair "aa" (rank 1): the leftmost merges -> aa a a a; now (aa, a) = "aaa" has
+    # rank 2 and the (a, a) pairs rank 1, so the leftmost (a, a) -> aa aa a; "aaaa" is no token,
+    # (aa, a) -> aa aaa. The heap pops the stale (a, a) entry at offset 1 on the way and skips it.
+    ranks = {b"a": 0, b"aa": 1, b"aaa": 2}
+    assert merge_heap(b"aaaaa", ranks) == merge_scan(b"aaaaa", ranks) == [b"aa", b"aaa"]
+    assert merge_heap(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5}) == [b"ab", b"cd"]
+    assert merge_heap(b"", ranks) == [] and merge_heap(b"a", ranks) == [b"a"]
+
+
+# Small vocabularies over "abc" with the merged tokens in random rank order, so that a merge can
+# create a pair of lower rank than its own (which real BPE vocabularies also contain).
+_VOCABULARIES = st.lists(st.text("abc", min_size=2, max_size=5), unique=True, max_size=40).map(
+    lambda merged: {bytes([b]): b for b in range(256)} | {t.encode(): 256 + r for r, t in enumerate(merged)}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VOCABULARIES, st.text("abc", max_size=400))
+def test_heap_merge_equals_scan(ranks: dict[bytes, int], text: str) -> None:
+    data = text.encode()
+    assert merge_heap(data, ranks) == merge_scan(data, ranks) == bpe_merge(data, ranks)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text("aAbé中 ", min_size=1, max_size=4), st.integers(1, 200)), min_size=1, max_size=4))
+def test_heap_merge_equals_scan_on_cl100k(pretrained: list[BPETokenizer], segments: list[tuple[str, int]]) -> None:
+    data = "".join(piece * times for piece, times in segments).encode()
+    ranks = pretrained[1].ranks
+    assert merge_heap(data, ranks) == merge_scan(data, ranks)
+
+
+@contextmanager
+def _must_finish_within(seconds: float):
+    """Not a timing test: a guard that turns a hang (quadratic merging took ~50 s here) into a failure."""
+
+    def fail(*_) -> None:
+        raise AssertionError(f"did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_long_chunks_encode(pretrained: list[BPETokenizer]) -> None:
+    """One 100,000-byte chunk goes through the heap path; the round trip holds."""
+    for tok in pretrained:
+        for text in ("a" * 100_000, "中文" * 20_000):
+            assert len(text.encode()) >= HEAP_FROM and len(tok.splitter(text)) == 1
+            with _must_finish_within(20):
+                ids = tok.encode(text)
+            assert tok.decode(ids) == text
+
+
+def test_long_chunks_are_not_cached(trained: BPETokenizer) -> None:
+    long = "x" * (CACHE_MAX_CHARS + 1)
+    assert trained.encode(long + " yz") == trained.encode(long) + trained.encode(" yz")
+    assert long not in trained._cache and " yz" in trained._cache  # memory stays bounded
 
 
 def test_byte_map_is_gpt2s() -> None:
@@ -136,11 +203,22 @@ def test_special_token_refused_unless_allowed() -> None:
 
 def test_bad_ids_and_text_raise() -> None:
     tok = load("cl100k_base")
-    for bad in ([100277], [-1], [100256]):  # past the end, negative, the gap below the specials
-        with pytest.raises(TokenizerError, match="not in this BPE vocabulary"):
-            tok.decode(bad)
+    for bad, problem in (([100277], "outside"), ([-1], "outside"), ([100256], "unused"), ([True], "not an integer")):
+        with pytest.raises(TokenizerError, match=f"token id {bad[0]} at position 0 is {problem}"):
+            tok.decode(bad)  # past the end, negative, the gap below the specials, a bool
     with pytest.raises(TokenizerError, match="surrogate"):
         tok.encode("a\ud800b")
+
+
+def test_special_ids_stay_near_the_tokens() -> None:
+    # 256 tokens and 2 specials: ids 256..256 + 2 + SPECIAL_ID_GAPS - 1 = 1281, so at most 1024 unused.
+    tokens = [bytes([b]) for b in range(256)]
+    assert SPECIAL_ID_GAPS == 1024
+    assert BPETokenizer(tokens, special_tokens={"<a>": 256, "<b>": 1281}).vocab_size == 1282
+    for far in (1282, 10**8, 10**15):  # 10**8 used to build a 100M-entry id table, 10**15 a MemoryError
+        with pytest.raises(ConfigError, match=f"'<b>' has id {far}; special ids must lie in 256..1281"):
+            BPETokenizer(tokens, special_tokens={"<a>": 256, "<b>": far})
+    assert load("cl100k_base").vocab_size == 100277  # its 15 reserved ids 100261..100275 are allowed
 
 
 def test_invalid_utf8_file(tmp_path: Path) -> None:
@@ -184,6 +262,7 @@ def test_raw_pattern_with_groups(small_corpus: list[str]) -> None:
         lambda d: d["tokens"].__setitem__(300, d["tokens"][299]),  # a repeated token
         lambda d: d.__setitem__("pattern", "(unclosed"),
         lambda d: d.__setitem__("special_tokens", {"<|endoftext|>": 3}),  # id taken by a token
+        lambda d: d.__setitem__("special_tokens", {"<|endoftext|>": 10**15}),  # far past the tokens
     ],
 )
 def test_corrupt_file(trained: BPETokenizer, tmp_path: Path, damage) -> None:

@@ -10,8 +10,13 @@ A tokenizer maps raw input (text, an image, a sequence, a cell) to a list of int
 Subclasses register their `kind` with `@TOKENIZERS.register(kind)` and implement `encode`,
 `decode`, `vocab_size`, `special_tokens`, `to_dict` and `from_dict`. Pretrained vocabularies that
 installed packages ship register a loader with `@PRETRAINED.register(name)`.
+
+Every `decode` first passes its ids through `check_ids` (lists) or `check_id_tensor` (image
+grids): an id is an integer in 0..vocab_size-1, and anything else (a float such as 1.0 or nan, a
+bool, a string, an id out of range) is a TokenizerError naming it, never silently rounded or cast.
 """
 
+import operator
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -21,7 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from fmblocks.errors import CorruptFileError
+from fmblocks.errors import CorruptFileError, TokenizerError
 from fmblocks.files import read_json, read_tensors, write_json, write_tensors
 from fmblocks.registry import Registry
 
@@ -85,6 +90,61 @@ class Tokenizer(ABC):
         if arrays:
             write_tensors(_tensor_path(path), arrays)
         write_json(path, {"kind": self.kind, "config": self.to_dict()}, fmt=FILE_FORMAT, version=FILE_VERSION)
+
+
+def check_ids(ids: Any, vocab_size: int) -> list[int]:
+    """`ids` (a sequence, or a 1-D tensor or array) as Python ints, each in 0..vocab_size-1.
+
+    Integers are Python ints and integer scalars (numpy, 0-d torch tensors), not bools. TokenizerError
+    names the first id that is not one, or is out of range, and its position.
+
+    >>> check_ids([3, 0], 5)
+    [3, 0]
+    """
+    if hasattr(ids, "tolist"):  # a tensor or array: its elements as Python numbers
+        ids = ids.tolist()
+    try:
+        ids = list(ids)
+    except TypeError:
+        raise TokenizerError(f"decode takes a sequence of token ids, got {type(ids).__name__}") from None
+    if set(map(type, ids)) <= {int} and (not ids or (min(ids) >= 0 and max(ids) < vocab_size)):
+        return ids  # the common case, checked in C loops
+    checked = []
+    for position, i in enumerate(ids):
+        value = _integer(i)
+        if value is None or not 0 <= value < vocab_size:
+            problem = "is not an integer" if value is None else f"is outside the vocabulary (0..{vocab_size - 1})"
+            raise TokenizerError(f"token id {i!r} at position {position} {problem}")
+        checked.append(value)
+    return checked
+
+
+def check_id_tensor(ids: Any, vocab_size: int) -> torch.Tensor:
+    """`ids` (a tensor or nested lists, any shape) as a long tensor, each id in 0..vocab_size-1.
+
+    The tensor counterpart of `check_ids`: float, bool and complex values are refused, not cast.
+    """
+    try:
+        tokens = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TokenizerError(f"token ids must be integers; could not read {ids!r} ({err})") from None
+    if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
+        raise TokenizerError(f"token ids must be integers, got a {tokens.dtype} tensor")
+    outside = (tokens < 0) | (tokens >= vocab_size)
+    if outside.any():
+        bad = tokens[outside][0].item()
+        raise TokenizerError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
+    return tokens.long()
+
+
+def _integer(i: Any) -> int | None:
+    """i as a Python int if it is an integer (not a bool), else None."""
+    if isinstance(i, bool) or getattr(i, "dtype", None) == torch.bool:
+        return None
+    try:
+        return operator.index(i)
+    except TypeError:
+        return None
 
 
 def load(name_or_path: str | os.PathLike) -> Tokenizer:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from fmblocks.errors import ConfigError, TokenizerError
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_ids
 
 SPECIALS = ("<pad>", "<unk>", "<cls>", "<eos>", "<mask>")
 LETTERS = "ACGTN"
@@ -104,7 +104,7 @@ class KmerTokenizer(Tokenizer):
 
     def decode(self, ids: Any) -> str:
         """ids -> bases (see the module docstring for what is dropped or becomes N)."""
-        tokens = [self._token(int(i)) for i in ids]
+        tokens = [self.tokens[i] for i in check_ids(ids, len(self.tokens))]
         tokens = [t for t in tokens if t not in _FRAMING]
         windows = [t for t in tokens if len(t) > 1]  # k-mers, <unk>, <mask>
         if not self.overlapping or not windows:
@@ -116,11 +116,6 @@ class KmerTokenizer(Tokenizer):
             if window not in ("<unk>", "<mask>"):
                 bases[i : i + self.k] = window
         return "".join(bases)
-
-    def _token(self, i: int) -> str:
-        if not 0 <= i < len(self.tokens):
-            raise TokenizerError(f"id {i} is outside the vocabulary 0..{len(self.tokens) - 1}")
-        return self.tokens[i]
 
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.k, "overlapping": self.overlapping}

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from fmblocks.errors import TokenizerError
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_ids
 
 STANDARD = "LAGVSERTIDPKQNFYMHWC"
 AMBIGUOUS = "XBUZO"
@@ -71,9 +71,7 @@ class ProteinTokenizer(Tokenizer):
     def decode(self, ids: Any) -> str:
         """ids -> residues; framing specials dropped, <unk>/<mask> written as X."""
         letters = []
-        for i in map(int, ids):
-            if not 0 <= i < len(VOCAB):
-                raise TokenizerError(f"id {i} is outside the vocabulary 0..{len(VOCAB) - 1}")
+        for i in check_ids(ids, len(VOCAB)):
             token = VOCAB[i]
             if token not in _DROPPED:
                 letters.append("X" if token in ("<unk>", "<mask>") else token)

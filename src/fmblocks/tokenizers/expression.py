@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from fmblocks.errors import ConfigError, DataError, ShapeError, TokenizerError
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_ids
 
 SPECIALS = ("<pad>", "<cls>", "<eos>", "<mask>")
 
@@ -159,13 +159,12 @@ class _GeneTokenizer(Tokenizer):
         _check_counts(cell, self.genes)
         return cell
 
-    def _names(self, ids: Any) -> list[str]:
-        names = []
-        for i in map(int, ids):
-            if not len(SPECIALS) <= i < len(self.tokens):
-                raise TokenizerError(f"id {i} is not a gene id ({len(SPECIALS)}..{len(self.tokens) - 1})")
-            names.append(self.tokens[i])
-        return names
+    def _names(self, ids: list[int]) -> list[str]:
+        """The gene names of checked ids (`check_ids`); TokenizerError for a special token's id."""
+        special = next((i for i in ids if i < len(SPECIALS)), None)
+        if special is not None:
+            raise TokenizerError(f"id {special} is not a gene id ({len(SPECIALS)}..{len(self.tokens) - 1})")
+        return [self.tokens[i] for i in ids]
 
     def align(self, matrix: ExpressionMatrix) -> torch.Tensor:
         """The matrix's counts in this tokenizer's gene order (cells, G); genes it lacks count as 0."""
@@ -220,7 +219,7 @@ class RankValueTokenizer(_GeneTokenizer):
 
     def decode(self, ids: Any) -> DecodedCell:
         """Gene ids -> the genes in rank order (levels 0, 1, ...); specials are dropped."""
-        genes = self._names(i for i in map(int, ids) if i >= len(SPECIALS))
+        genes = self._names([i for i in check_ids(ids, len(self.tokens)) if i >= len(SPECIALS)])
         lost = "all counts and their gaps; genes with zero count; genes beyond max_len; only the order survives"
         return DecodedCell(genes, list(range(len(genes))), lost)
 
@@ -267,12 +266,14 @@ class BinnedExpressionTokenizer(_GeneTokenizer):
         """-> the genes and their bins; see the module docstring for what is lost."""
         if len(ids.genes) != len(ids.values):
             raise TokenizerError(f"{len(ids.genes)} gene ids but {len(ids.values)} values")
-        if any(not 0 <= v < self.n_bins for v in ids.values):
-            raise TokenizerError(f"value bins must lie in 0..{self.n_bins - 1}")
+        try:
+            values = check_ids(ids.values, self.n_bins)
+        except TokenizerError as err:
+            raise TokenizerError(f"value bins must be integers in 0..{self.n_bins - 1}: {err}") from None
         lost = "counts (only the bin, relative to this cell's non-zero quantiles, survives); order within a bin"
         if not self.include_zeros:
             lost += "; genes with zero count"
-        return DecodedCell(self._names(ids.genes), list(ids.values), lost)
+        return DecodedCell(self._names(check_ids(ids.genes, len(self.tokens))), values, lost)
 
     def to_dict(self) -> dict[str, Any]:
         return {"genes": self.genes, "n_bins": self.n_bins, "include_zeros": self.include_zeros}

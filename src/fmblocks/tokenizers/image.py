@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fmblocks.errors import ShapeError, TokenizerError
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.errors import ShapeError
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_id_tensor
 
 
 def _check_divisible(height: int, width: int, patch_size: int) -> None:
@@ -208,11 +208,9 @@ class BinaryPatchTokenizer(Tokenizer):
         return patches @ self._weights  # (..., N)
 
     def decode(self, ids: Any) -> torch.Tensor:
-        tokens = torch.as_tensor(ids, dtype=torch.long)
+        tokens = check_id_tensor(ids, self.vocab_size)
         if tokens.ndim not in (1, 2) or tokens.shape[-1] != self.n_tokens:
             raise ShapeError(f"expected {self.n_tokens} tokens per image, (N,) or (B, N); got shape {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise TokenizerError(f"binary patch ids must lie in 0..{self.vocab_size - 1}, got {tokens.min()}..{tokens.max()}")
         bits = (tokens.unsqueeze(-1) // self._weights) % 2  # (..., N) -> (..., N, P·P)
         return unpatchify(bits.to(torch.uint8), self.image_size, self.patch_size)[..., 0, :, :]  # (..., 1, H, W) -> (..., H, W)
 

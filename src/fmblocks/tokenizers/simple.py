@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_ids
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
 
@@ -52,12 +52,8 @@ class _ListVocabulary(Tokenizer):
         return {} if self.unk_token is None else {self.unk_token: self.token_to_id[self.unk_token]}
 
     def tokens(self, ids: Sequence[int]) -> list[str]:
-        """The token string of each id; TokenizerError for an id outside the vocabulary."""
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < len(self.vocab)]
-        if bad:
-            raise TokenizerError(f"token id {bad[0]} is outside the {self.kind} vocabulary (0..{len(self.vocab) - 1})")
-        return [self.vocab[i] for i in ids]
+        """The token string of each id; TokenizerError for a non-integer id or one outside the vocabulary."""
+        return [self.vocab[i] for i in check_ids(ids, len(self.vocab))]
 
     def to_dict(self) -> dict[str, Any]:
         return {"vocab": self.vocab, "unk_token": self.unk_token}

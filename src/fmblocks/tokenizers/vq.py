@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.models.vqvae import VQVAE, VQVAEConfig
-from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_id_tensor
 
 
 def to_batch(images: Any, channels: int) -> tuple[torch.Tensor, bool]:
@@ -64,7 +64,7 @@ class VQTokenizer(Tokenizer):
 
     @torch.no_grad()
     def decode(self, ids: Any) -> torch.Tensor:
-        grid = torch.as_tensor(ids, dtype=torch.long)
+        grid = check_id_tensor(ids, self.vocab_size)
         g = self.config.grid_size
         if grid.ndim not in (2, 3) or tuple(grid.shape[-2:]) != (g, g):
             raise ShapeError(f"expected a token grid ({g}, {g}) or a batch (B, {g}, {g}), got shape {tuple(grid.shape)}")

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fmblocks.errors import ConfigError, CorruptFileError, DataError, TokenizerError
-from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer
+from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer, check_ids
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
 from fmblocks.tokenizers.wordpiece_train import PREFIX, count_words, learn_wordpieces
 
@@ -184,12 +184,10 @@ class WordPieceTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         """Words joined by spaces, "##" pieces glued on; [CLS]/[SEP]/[PAD]/[MASK] skipped."""
         parts: list[str] = []
-        for i in ids:
-            if not 0 <= int(i) < len(self.vocab):
-                raise TokenizerError(f"token id {i} is outside the vocabulary (0..{len(self.vocab) - 1})")
-            if int(i) in self._framing:
+        for i in check_ids(ids, len(self.vocab)):
+            if i in self._framing:
                 continue
-            token = self.vocab[int(i)]
+            token = self.vocab[i]
             if token.startswith(PREFIX):
                 parts.append(token[len(PREFIX):])
             else:
