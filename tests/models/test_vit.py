@@ -8,7 +8,7 @@ import torch
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ShapeError
 from fmblocks.models import build_model, preset
-from fmblocks.tokenizers.image import PatchEmbed
+from fmblocks.blocks.patch_embed import PatchEmbed
 from fmblocks.training import DictDataset, TrainConfig, Trainer
 
 MNIST_ACCURACY = 0.85  # stated target: >= 85 % test accuracy on the shipped digits

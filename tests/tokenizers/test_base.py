@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fmblocks.errors import TokenizerError
-from fmblocks.models.vqvae import VQVAE, VQVAEConfig
+from fmblocks.quantizers.vqvae import VQVAE, VQVAEConfig
 from fmblocks.tokenizers.base import check_id_tensor, check_ids
 from fmblocks.tokenizers.bio import KmerTokenizer, ProteinTokenizer, RankValueTokenizer
 from fmblocks.tokenizers.bpe import BPETokenizer

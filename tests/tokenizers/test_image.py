@@ -9,7 +9,8 @@ from torch import nn
 
 from fmblocks.errors import ShapeError, TokenizerError
 from fmblocks.tokenizers import load
-from fmblocks.tokenizers.image import BinaryPatchTokenizer, PatchEmbed, PatchTokenizer, binarize, patchify, unpatchify
+from fmblocks.blocks.patch_embed import PatchEmbed
+from fmblocks.tokenizers.image import BinaryPatchTokenizer, PatchTokenizer, binarize, patchify, unpatchify
 
 
 def test_patchify_hand_worked_channels_last() -> None:

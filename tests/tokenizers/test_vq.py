@@ -7,7 +7,7 @@ import torch
 
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ConfigError, ShapeError
-from fmblocks.models.vqvae import VQVAE, VQVAEConfig
+from fmblocks.quantizers.vqvae import VQVAE, VQVAEConfig
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.vq import VQTokenizer, evaluate, to_batch, train_vq_tokenizer, usage
 

@@ -22,7 +22,7 @@ from fmblocks.commands.threads import add_threads_option, set_threads
 from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ConfigError
 from fmblocks.files import atomic_writer, write_json
-from fmblocks.models.vqvae import VQVAEConfig
+from fmblocks.quantizers.vqvae import VQVAEConfig
 from fmblocks.tokenizers.base import load
 from fmblocks.tokenizers.vq import VQTokenizer, evaluate, train_vq_tokenizer
 

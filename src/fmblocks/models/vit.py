@@ -4,7 +4,7 @@
     x = [cls; patches W_patch + b] + pos                                                (B, N + 1, D)
     logits = head(BlockStack(x)[:, 0])                                                  (B, n_classes)
 
-The patch embedding is fmblocks.tokenizers.image.PatchEmbed (`patch_embed.proj` holds W_patch, b):
+The patch embedding is fmblocks.blocks.patch_embed.PatchEmbed (`patch_embed.proj` holds W_patch, b):
 patches are read row by row, each flattened channel last as (P, P, C), and the projection is exactly
 a Conv2d of kernel P and stride P (`PatchEmbed.from_conv` / `to_conv` convert the weights). The
 class token's final state is the image representation.
@@ -18,7 +18,7 @@ from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
 from fmblocks.models.stack import BlockStack, embedding_norm, init_weights, lm_loss
-from fmblocks.tokenizers.image import PatchEmbed
+from fmblocks.blocks.patch_embed import PatchEmbed
 
 
 class ViT(nn.Module):

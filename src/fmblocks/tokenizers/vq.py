@@ -1,4 +1,4 @@
-"""VQ-VAE codes as image tokens: a trained `fmblocks.models.vqvae.VQVAE` behind the Tokenizer contract.
+"""VQ-VAE codes as image tokens: a trained `fmblocks.quantizers.vqvae.VQVAE` behind the Tokenizer contract.
 
     tok, history = train_vq_tokenizer(images, VQVAEConfig(), steps=300)
     grid = tok.encode(image)          # (H, W) digit -> LongTensor (h, w), h = H / 2^downsample
@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fmblocks.errors import ConfigError, ShapeError
-from fmblocks.models.vqvae import VQVAE, VQVAEConfig
+from fmblocks.quantizers.vqvae import VQVAE, VQVAEConfig
 from fmblocks.tokenizers.base import TOKENIZERS, Tokenizer, check_id_tensor
 
 

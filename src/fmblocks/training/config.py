@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError
 
 
@@ -40,7 +41,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]  (JSON gives a list)
+        if isinstance(self.betas, list):  # JSON gives a list
+            self.betas = tuple(self.betas)  # type: ignore[assignment]
+        check_fields(self)
         positive = ("steps", "batch_size", "grad_accum", "log_every")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -68,11 +71,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Rebuild from `to_dict()` output; unknown keys raise ConfigError naming the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"invalid TrainConfig: {err}") from None
+        return config_from_dict(cls, data)

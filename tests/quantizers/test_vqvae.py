@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from fmblocks.errors import ConfigError, ShapeError
-from fmblocks.models.vqvae import VQVAE, VQVAEConfig, VectorQuantizer, kmeans
+from fmblocks.quantizers.vqvae import VQVAE, VQVAEConfig, VectorQuantizer, kmeans
 
 
 def test_nearest_equals_brute_force_cdist() -> None:

@@ -21,13 +21,14 @@ Limits: images must have sides divisible by 2^downsample; one codebook (no resid
 quantisation); randomness in restarts and k-means uses torch's global generator.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError, ShapeError
 
 
@@ -153,6 +154,7 @@ class VQVAEConfig:
     kmeans_init: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("image_size", "channels", "hidden", "latent_dim", "codebook_size", "downsample"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"VQVAEConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -171,11 +173,7 @@ class VQVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VQVAEConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown VQVAEConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 def _encoder(c: VQVAEConfig) -> nn.Sequential:
