@@ -34,7 +34,7 @@ def train(files: dict[str, Path], out: Path, *extra: str) -> int:
 def test_train_a_tiny_decoder_then_sample(files, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "8") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "log.csv", "loss.png", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "log.csv", "loss.png", "run.json", "tokenizer.json"]
     _, config, state = load_checkpoint(out)
     assert (config.n_layers, config.d_model, config.vocab_size) == (1, 32, 280)
     assert state["step"] == 8 and state["history"][-1]["eval_loss"] is not None
