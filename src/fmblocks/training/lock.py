@@ -10,8 +10,9 @@ both believe they hold it. The owner deletes the file on release (while still ho
 process that opened the old file then finds it unlinked and tries again).
 
 Taking the lock also claims the directory: it is created if needed (so an unwritable output
-directory fails here, before any training, with a WriteError), and temporary files that a killed
-writer left behind (see `files.remove_temporaries`) are removed. The lock is reentrant within a
+directory fails here, before any training, with a WriteError; one created for a block that wrote
+nothing is removed again), and temporary files that a killed writer left behind (see
+`files.remove_temporaries`) are removed. The lock is reentrant within a
 process: the command line holds it around everything it writes, and `Trainer.fit` takes it again.
 Works on local POSIX file systems (flock is advisory and not reliable over every network file system).
 """
@@ -19,14 +20,24 @@ Works on local POSIX file systems (flock is advisory and not reliable over every
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from fmblocks.errors import RunLockedError, WriteError
 from fmblocks.files import remove_temporaries
 
 LOCK_FILE = ".lock"
-_held: dict[Path, list[int]] = {}  # resolved run directory -> [file descriptor, depth]
+
+
+@dataclass
+class _Hold:
+    fd: int  # the locked lock file
+    created: bool  # the directory did not exist before
+    depth: int = 1  # nested run_lock blocks of this process
+
+
+_held: dict[Path, _Hold] = {}  # resolved run directory -> this process's hold on it
 
 
 @contextmanager
@@ -35,29 +46,36 @@ def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
     directory = Path(directory)
     key = directory.resolve()
     if key in _held:
-        _held[key][1] += 1
+        _held[key].depth += 1
     else:
-        _held[key] = [_acquire(directory), 1]
+        created = not directory.exists()
+        _held[key] = _Hold(_acquire(directory), created)
         remove_temporaries(directory)
     try:
         yield directory
     finally:
-        _held[key][1] -= 1
-        if not _held[key][1]:
-            fd, _ = _held.pop(key)
+        hold = _held[key]
+        hold.depth -= 1
+        if not hold.depth:
+            del _held[key]
             (directory / LOCK_FILE).unlink(missing_ok=True)  # still locked: nobody else can be its owner
-            os.close(fd)
+            os.close(hold.fd)
+            if hold.created and not any(directory.iterdir()):
+                with suppress(OSError):  # another process may have just claimed it
+                    directory.rmdir()
 
 
 def _acquire(directory: Path) -> int:
     path = directory / LOCK_FILE
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WriteError(f"cannot create the run directory {directory}: {err.strerror or err}") from None
     while True:
         try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"cannot create the run directory {directory}: {err.strerror or err}") from None
+        try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            continue  # the directory was removed by its previous owner meanwhile
         except OSError as err:
             raise WriteError(f"the run directory {directory} is not writable ({err.strerror or err})") from None
         try:
