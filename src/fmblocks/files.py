@@ -119,12 +119,14 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], met
     path = Path(path)
     with write_errors(path):
         fd, tmp = _temp_file(path)
+        mode = os.fstat(fd).st_mode & 0o777  # 0666 less the umask; save_file would create the file 0600
         os.close(fd)
         try:
             try:
                 save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
             except SafetensorError as err:  # how safetensors reports a failed write (disk full, ...)
                 raise OSError(errno.EIO, str(err)) from err
+            os.chmod(tmp, mode)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
