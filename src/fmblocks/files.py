@@ -5,7 +5,8 @@ renamed over the target (`os.replace` is atomic on POSIX), so a crash leaves eit
 the new one, never half of one; `remove_temporaries` clears the siblings a killed process left.
 Files are created with mode 0666 and directories 0777 less the umask, like any other program's. A
 write that fails (disk full, read-only, no permission) raises `WriteError` naming the file, after
-removing its temporary sibling; the target keeps its previous contents. JSON documents carry `{"format": ..., "version": ...}` so a reader can refuse a
+removing its temporary sibling; the target keeps its previous contents. JSON documents carry
+`{"format": ..., "version": ...}` so a reader can refuse a
 file of another kind or a newer version with a clear `CorruptFileError`. Tensors are stored with
 `safetensors`, which cannot execute code on load.
 """

@@ -111,7 +111,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"--config {path}: not a JSON file ({err})") from None
     if not isinstance(document, dict):
-        raise ConfigError(f"--config {path}: expected a JSON object of ModelConfig fields, found {type(document).__name__}")
+        raise ConfigError(f"--config {path}: expected a JSON object of ModelConfig fields, "
+                          f"found {type(document).__name__}")
     return document
 
 
@@ -126,7 +127,8 @@ def model_config_from(args: argparse.Namespace, vocab_size: int, objective: str)
         base = ModelConfig.load(args.config) if "format" in document else ModelConfig.from_dict(document)
     config = base.replace(**{**parse_overrides(args.set), "vocab_size": vocab_size})
     if config.arch != ARCH_OF[objective]:
-        raise ConfigError(f"--objective {objective} trains a {ARCH_OF[objective]}, but the config's arch is {config.arch!r}")
+        raise ConfigError(f"--objective {objective} trains a {ARCH_OF[objective]}, "
+                          f"but the config's arch is {config.arch!r}")
     return config
 
 

@@ -182,7 +182,8 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
     optimizer.load_state_dict(state_dict)
 
 
-def _check_optimizer(state_dict: dict[str, Any], ours: list[dict[str, Any]], params: list[torch.Tensor], file: Path) -> None:
+def _check_optimizer(state_dict: dict[str, Any], ours: list[dict[str, Any]], params: list[torch.Tensor],
+                     file: Path) -> None:
     """CheckpointError for a state that does not fit `params`, CorruptCheckpointError for an impossible one."""
     def corrupt(field: str, value: Any, expected: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(f"{file}: {field} is {value!r}, expected {expected}")
@@ -207,10 +208,11 @@ def _check_optimizer(state_dict: dict[str, Any], ours: list[dict[str, Any]], par
                         and number == int(number)):
                     raise corrupt(field, number, "a whole number >= 0")
             elif torch.is_tensor(value) and value.ndim:
-                if value.shape != params[index].shape:
-                    raise CheckpointError(f"{file}: {field} has shape {tuple(value.shape)}, the parameter {tuple(params[index].shape)}")
-                if value.dtype != params[index].dtype:
-                    raise CheckpointError(f"{file}: {field} has dtype {value.dtype}, the parameter {params[index].dtype}")
+                param = params[index]
+                if value.shape != param.shape:
+                    raise CheckpointError(f"{file}: {field} has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                if value.dtype != param.dtype:
+                    raise CheckpointError(f"{file}: {field} has dtype {value.dtype}, the parameter {param.dtype}")
 
 
 def _same_kind(saved: Any, ours: Any) -> bool:
@@ -266,6 +268,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict[str, 
         int(index): {key: tensors[slot["tensor"]] if "tensor" in slot else slot["value"] for key, slot in entry.items()}
         for index, entry in structure["state"].items()
     }
-    groups = [{**group, "params": list(group["params"]), **({"betas": tuple(group["betas"])} if "betas" in group else {})}
-              for group in structure["param_groups"]]
+    groups = [{**group, "params": list(group["params"]),
+               **({"betas": tuple(group["betas"])} if "betas" in group else {})} for group in structure["param_groups"]]
     return {"state": state, "param_groups": groups}

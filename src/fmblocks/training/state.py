@@ -55,8 +55,7 @@ def checked_state(state: dict[str, Any], file: Path) -> dict[str, Any]:
     checked = {
         "step": field("step", "an integer >= 0", _count),
         "position": field("position", "an integer >= 0", _count),
-        "history": field("history", "a list of rows with an integer 'step'",
-                         lambda v: isinstance(v, list) and all(isinstance(r, dict) and _count(r.get("step")) for r in v)),
+        "history": field("history", "a list of rows with an integer 'step'", _rows),
         "pending_losses": field("pending_losses", "a list of finite numbers",
                                 lambda v: isinstance(v, list) and all(map(_finite, v))),
         "rng": field("rng", "{'torch': a list of bytes, 'cuda': [lists of bytes]}", _rng),
@@ -87,8 +86,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _rows(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(row, dict) and _count(row.get("step")) for row in value)
+
+
 def _bytes(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value)
+    return isinstance(value, list) and all(_count(b) and b < 256 for b in value)
 
 
 def _rng(value: Any) -> bool:

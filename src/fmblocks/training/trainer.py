@@ -179,7 +179,8 @@ class Trainer:
         try:
             restore_rng(state["rng"])
         except RuntimeError as err:  # a byte list of the wrong length
-            raise CorruptCheckpointError(f"{directory / ckpt.STATE_FILE}: field 'rng' is not a generator state ({err})") from None
+            file = directory / ckpt.STATE_FILE
+            raise CorruptCheckpointError(f"{file}: field 'rng' is not a generator state ({err})") from None
         self.step, self.position = state["step"], state["position"]
         self.history, self._pending = state["history"], state["pending_losses"]
         self._resumed, self._saved_step = True, self.step
