@@ -39,3 +39,32 @@ class DataError(FmblocksError, ValueError):
 
 class CheckpointError(FmblocksError, ValueError):
     """A checkpoint does not match the model configuration or cannot be read."""
+
+
+class CorruptCheckpointError(CheckpointError, CorruptFileError):
+    """A checkpoint file is truncated, malformed or of another format, or holds an impossible value."""
+
+
+class WriteError(FmblocksError, OSError):
+    """A file or directory could not be written (read-only, disk full, no permission); the message names it."""
+
+
+class RunLockedError(FmblocksError, RuntimeError):
+    """Another live process holds the lock of a run directory; the message names its PID."""
+
+
+class NonFiniteError(FmblocksError, FloatingPointError):
+    """A loss or gradient became NaN or infinite during training."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped at a step boundary on SIGINT/SIGTERM, after saving a checkpoint when it has a run directory.
+
+    Deliberately a KeyboardInterrupt, not an FmblocksError: nothing went wrong, and code that lets
+    Ctrl-C through keeps doing so. `signal` is the signal's number, `step` the last finished step,
+    `checkpoint` the directory saved (None without one).
+    """
+
+    def __init__(self, message: str, *, signal: int, step: int, checkpoint: object = None) -> None:
+        super().__init__(message)
+        self.signal, self.step, self.checkpoint = signal, step, checkpoint

@@ -105,6 +105,6 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
         assert cli.main(["ddpm", *argv]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "t").exists()  # nothing written before the model was built
-    with pytest.raises(SystemExit):
-        cli.main(["ddpm", "train", "--schedule", "quadratic"])
-    assert "invalid choice: 'quadratic'" in capsys.readouterr().err
+    assert cli.main(["ddpm", "train", "--out", str(tmp_path / "q"), "--schedule", "quadratic"]) == 2
+    assert "unknown noise schedule 'quadratic'; known: cosine, linear" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

@@ -69,8 +69,9 @@ def test_report(corpus: Path, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["encode", "--tokenizer", "no-such-tokenizer", "x"], "neither a saved tokenizer file nor a pretrained name"),
-    (["encode", "--tokenizer", "gpt2"], "either as an argument or with --file"),
-    (["encode", "--tokenizer", "bert-base-uncased", "a [SEP] b"], "special token '[SEP]'"),
+    (["encode", "--tokenizer", "gpt2"], "nothing to encode: give the text as an argument or a file with --file"),
+    (["encode", "--tokenizer", "gpt2", "--file", "{tmp}/empty.txt", "x"], "either as an argument or with --file, not both"),
+    (["encode", "--tokenizer", "bert-base-uncased", "a [SEP] b"], "special token '[SEP]'; pass --allow-special"),
     (["decode", "--tokenizer", "bert-base-uncased", "999999"], "outside the vocabulary"),
     (["train", "--kind", "wordpiece", "--out", "{tmp}/t.json", "{corpus}"], "--vocab-size is required"),
     (["train", "--kind", "bpe", "--vocab-size", "100", "--out", "{tmp}/t.json", "{corpus}"], "vocab_size 100"),

@@ -1,7 +1,12 @@
 """`fmblocks train` and `fmblocks sample` end to end on tiny files in tmp_path."""
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ from fmblocks.tokenizers import load
 from fmblocks.tokenizers.bpe import train_bpe
 from fmblocks.training.checkpoint import load_checkpoint, read_state
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 TEXT = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n" * 40
 TINY = ["--set", "n_layers=1", "d_model=32", "n_heads=2", "d_ff=64", "max_len=32"]
 FAST = ["--batch-size", "4", "--lr", "3e-3", "--warmup-steps", "2", "--log-every", "2", "--eval-every", "4",
@@ -34,7 +40,7 @@ def train(files: dict[str, Path], out: Path, *extra: str) -> int:
 def test_train_a_tiny_decoder_then_sample(files, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "8") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "log.csv", "loss.png", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "log.csv", "loss.png", "run.json", "tokenizer.json"]
     _, config, state = load_checkpoint(out)
     assert (config.n_layers, config.d_model, config.vocab_size) == (1, 32, 280)
     assert state["step"] == 8 and state["history"][-1]["eval_loss"] is not None
@@ -130,3 +136,87 @@ def test_train_a_tiny_dna_decoder_from_fasta_then_sample(tmp_path, capsys) -> No
     assert main(["sample", "--checkpoint", str(out), "--prompt", "ACGTAC", "--max-new-tokens", "4", "--top-k", "3"]) == 0
     bases = capsys.readouterr().out.strip()
     assert bases.startswith("ACGTAC") and set(bases) <= set("ACGTN") and len(bases) > 6
+
+
+def start_training(files: dict[str, Path], out: Path, *extra: str) -> subprocess.Popen:
+    """`fmblocks train` of a tiny decoder in a subprocess, for (nearly) ever; returns once it has checkpointed."""
+    argv = [sys.executable, "-m", "fmblocks.cli", "train", "--data", str(files["text"]), "--tokenizer",
+            str(files["tokenizer"]), "--out", str(out), "--preset", "gpt2-style", *TINY, *FAST, "--steps", "100000",
+            "--checkpoint-every", "5", *extra]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": SRC})
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoint").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    return process
+
+
+def test_a_second_run_is_refused_ctrl_c_saves_and_a_killed_run_resumes(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    first = start_training(files, out)
+    try:
+        assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "2") == 2
+        assert f"is in use by another process (PID {first.pid}" in capsys.readouterr().err
+        first.send_signal(signal.SIGINT)
+        stdout, stderr = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
+        "fmblocks train: stopped by SIGINT after step ")
+    assert "continue with the same command plus --resume" in stderr
+    stopped = int(stderr.strip().splitlines()[-1].split("after step ")[1].split()[0])
+    assert read_state(out)["step"] == stopped and not (out / ".lock").exists()
+
+    second = start_training(files, tmp_path / "killed")
+    second.kill()  # SIGKILL: the lock file stays, its flock does not
+    second.communicate()
+    assert (tmp_path / "killed" / ".lock").exists()
+    (tmp_path / "killed" / ".log.csv.0badf00d.tmp").write_text("half")
+    done = read_state(tmp_path / "killed")["step"]
+    assert main(["train", "--data", str(files["text"]), "--out", str(tmp_path / "killed"), "--resume",
+                 "--steps", str(done + 2)]) == 0
+    assert read_state(tmp_path / "killed")["step"] == done + 2
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [
+        "checkpoint", "log.csv", "loss.png", "run.json", "tokenizer.json"]
+
+
+def test_resume_keeps_the_saved_settings_and_refuses_conflicting_flags(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "4", "--lr", "1e-3", "--warmup-steps", "3",
+                 "--context", "16") == 0
+    resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress"]
+    assert main([*resume, "--lr", "2e-3", "--steps", "6"]) == 2
+    assert "--lr 0.002 (the run has 0.001)" in capsys.readouterr().err
+    assert main([*resume, "--context", "32", "--steps", "6"]) == 2
+    assert "--context 32 (the run has 16)" in capsys.readouterr().err
+    assert main([*resume, "--steps", "6", "--lr", "1e-3"]) == 0  # a repeated flag that agrees is fine
+    assert "note: --steps 6 changes the run's length from 4" in capsys.readouterr().err
+    config = read_state(out)["train_config"]
+    assert (config["lr"], config["warmup_steps"], config["steps"], config["checkpoint_every"]) == (1e-3, 3, 6, 100)
+
+
+def test_a_lone_previous_checkpoint_is_never_deleted_by_a_fresh_run(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "2") == 0
+    os.replace(out / "checkpoint", out / ".checkpoint.previous")  # a crash between save_checkpoint's renames
+    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "2") == 2
+    assert "(only as .checkpoint.previous, left by a crash while saving); pass --resume" in capsys.readouterr().err
+    assert read_state(out / ".checkpoint.previous")["step"] == 2
+    assert main(["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--steps", "3"]) == 0
+    assert read_state(out)["step"] == 3
+
+
+def test_messages_name_the_flags_users_have(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "1") == 0
+    capsys.readouterr()
+    sample = ["sample", "--checkpoint", str(out), "--max-new-tokens", "2", "--prompt", "def<|endoftext|>"]
+    assert main(sample) == 2
+    assert "special token '<|endoftext|>'; pass --allow-special" in capsys.readouterr().err
+    assert main([*sample, "--allow-special"]) == 0
+    (out / "tokenizer.json").unlink()  # like a run of `fmblocks mnist`: ids that are not text
+    assert main(["explain", "--checkpoint", str(out), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no tokenizer.json beside the checkpoint" in err and "pass a tokenizer" not in err

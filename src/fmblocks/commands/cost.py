@@ -8,12 +8,17 @@ Measuring runs one forward pass on the CPU (seconds for a GPT-2-sized model at T
 --formula-only skips it.
 """
 
+from __future__ import annotations
+
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fmblocks.cost import FEEDFORWARD_KINDS, NORM_KINDS, BlockSpec, block_table, model_table, render
 from fmblocks.errors import ConfigError
-from fmblocks.models import ModelConfig, preset
+
+if TYPE_CHECKING:  # imported where used, so that --help does not load torch
+    from fmblocks.cost import BlockSpec
+    from fmblocks.models import ModelConfig
 
 # block flag -> ModelConfig field it overrides in --preset / --config mode
 OVERRIDES = {"d_model": "d_model", "heads": "n_heads", "kv_heads": "n_kv_heads", "d_ff": "d_ff", "ffn": "ffn",
@@ -32,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--heads", type=int, help="attention heads h")
     parser.add_argument("--kv-heads", type=int, help="key/value heads g (grouped-query attention; default h)")
     parser.add_argument("--d-ff", type=int, help="feed-forward width f (default 4·d)")
-    parser.add_argument("--ffn", choices=FEEDFORWARD_KINDS, help="feed-forward kind (default mlp)")
-    parser.add_argument("--norm", choices=NORM_KINDS, help="norm kind (default layer)")
+    parser.add_argument("--ffn", help="feed-forward kind: mlp, swiglu or geglu (default mlp)")
+    parser.add_argument("--norm", help="norm kind: layer or rms (default layer)")
     parser.add_argument("--no-bias", action="store_true", help="linear layers without biases")
     parser.add_argument("--cross-attention", action="store_true", help="one block with cross-attention")
     parser.add_argument("--d-context", type=int, help="context width for cross-attention (default d)")
@@ -45,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fmblocks.cost import block_table, model_table, render
+
     measured = not args.formula_only
     if args.preset or args.config:
         table = model_table(_model_config(args), args.seq_len, batch=args.batch, context_len=args.context_len,
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _block_spec(args: argparse.Namespace) -> BlockSpec:
+    from fmblocks.cost import BlockSpec
+
     missing = [flag for flag, value in (("--d-model", args.d_model), ("--heads", args.heads),
                                         ("--seq-len", args.seq_len)) if value is None]
     if missing:
@@ -68,6 +77,8 @@ def _block_spec(args: argparse.Namespace) -> BlockSpec:
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
+    from fmblocks.models import ModelConfig, preset
+
     if args.cross_attention or args.d_context is not None:
         raise ConfigError("--cross-attention and --d-context describe one block; a model's config decides them")
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}

@@ -15,9 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-from fmblocks.apps.mnist_ar import RUN_PRESETS, train
-from fmblocks.apps.mnist_eval import evaluate_run
-from fmblocks.apps.mnist_plots import write_sample_pictures
 from fmblocks.commands.threads import add_threads_option, set_threads
 
 
@@ -27,13 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
-    parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default",
+    parser.add_argument("--preset", default="default",
                         help="run size: default (~6 min on 2 CPU cores), long (GPU or patience), tiny (smoke test)")
     add_threads_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fmblocks.apps.mnist_ar import train
+    from fmblocks.apps.mnist_eval import evaluate_run
+    from fmblocks.apps.mnist_plots import write_sample_pictures
+
     cores = set_threads(args.threads)
     started = time.perf_counter()
     print(f"fmblocks demo: autoregressive MNIST, preset {args.preset}, {cores} CPU threads -> {args.out}")

@@ -10,9 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from fmblocks.files import write_tensors
-from fmblocks.models.pretrained import SentenceEmbedder, minilm, minilm_path
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -29,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fmblocks.files import write_tensors
+    from fmblocks.models.pretrained import SentenceEmbedder, minilm, minilm_path
+
     embedder = SentenceEmbedder.from_directory(args.model) if args.model else minilm()
     embeddings = embedder.embed(args.texts, batch_size=args.batch_size)
     if args.out:

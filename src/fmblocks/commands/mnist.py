@@ -18,9 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-from fmblocks.apps.mnist_ar import RUN_PRESETS, train
-from fmblocks.apps.mnist_eval import evaluate_run
-from fmblocks.apps.mnist_plots import write_sample_pictures
 from fmblocks.commands.threads import add_threads_option, set_threads
 
 
@@ -48,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads_option(common)
 
     train_parser = actions.add_parser("train", parents=[common], help="train the decoder and the classifier")
-    train_parser.add_argument("--preset", choices=list(RUN_PRESETS), default="default",
-                              help="run size (default: default)")
+    train_parser.add_argument("--preset", default="default", help="run size: tiny, default or long (default: default)")
     train_parser.add_argument("--steps", type=int, help="decoder optimizer steps (default: the preset's)")
     train_parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train_parser.set_defaults(func=run_train)
@@ -67,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from fmblocks.apps.mnist_ar import train
+
     set_threads(args.threads)
     out = train(args.out, preset_name=args.preset, data_dir=args.data_dir, steps=args.steps, seed=args.seed)
     print(f"trained: {out} (decoder checkpoint, log.csv, loss.png; classifier in {out / 'classifier'})")
@@ -74,6 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    from fmblocks.apps.mnist_plots import write_sample_pictures
+
     set_threads(args.threads)
     paths = write_sample_pictures(args.out, per_class=args.per_class, guidance=args.guidance,
                                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
@@ -83,6 +83,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from fmblocks.apps.mnist_eval import evaluate_run
+
     set_threads(args.threads)
     metrics = evaluate_run(args.out, data_dir=args.data_dir, samples_per_class=args.samples_per_class,
                            guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

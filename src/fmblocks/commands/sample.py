@@ -12,8 +12,6 @@ Several --prompt options run as one batch (left-padded, each continued as if alo
 import argparse
 from pathlib import Path
 
-import torch
-
 from fmblocks.errors import DataError
 
 
@@ -30,14 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--num-samples", type=int, default=1, help="independent continuations (default 1)")
     parser.add_argument("--tokenizer", help="tokenizer name or file (default: the one saved with the run)")
+    parser.add_argument("--allow-special", action="store_true",
+                        help="read special tokens written in the prompt (e.g. <|endoftext|>) as those tokens")
     parser.set_defaults(func=run)
 
 
-def prompt_ids(tokenizer, text: str) -> tuple[list[int], int]:
+def prompt_ids(tokenizer, text: str, *, allow_special: bool = False) -> tuple[list[int], int]:
     """The ids that start a sample of `text`, and how many of them stand for no text (1 for the empty prompt)."""
+    from fmblocks.commands.tokenize import encode_text
     from fmblocks.training.corpus import END_OF_TEXT, special_id
 
-    ids = list(tokenizer.encode(text)) if text else []
+    ids = encode_text(tokenizer, text, allow_special=allow_special) if text else []
     if ids:
         return ids, 0
     start = special_id(tokenizer, *END_OF_TEXT)
@@ -47,11 +48,14 @@ def prompt_ids(tokenizer, text: str) -> tuple[list[int], int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from fmblocks.generation import generate, left_pad
     from fmblocks.training.runs import load_run
 
     model, _, tokenizer = load_run(args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
-    starts = [prompt_ids(tokenizer, text) for text in args.prompt or [""] for _ in range(args.num_samples)]
+    starts = [prompt_ids(tokenizer, text, allow_special=args.allow_special)
+              for text in args.prompt or [""] for _ in range(args.num_samples)]
     prompt, keep = left_pad([ids for ids, _ in starts])  # (rows, width) each
     width = prompt.shape[1]
     generator = torch.Generator().manual_seed(args.seed)

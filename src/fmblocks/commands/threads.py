@@ -3,8 +3,6 @@
 import argparse
 import os
 
-import torch
-
 from fmblocks.errors import ConfigError
 
 
@@ -18,5 +16,7 @@ def set_threads(threads: int | None) -> int:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    import torch
+
     torch.set_num_threads(threads)
     return threads

@@ -10,14 +10,17 @@ library sources, the first --max-bytes of them. Directories are searched for tex
 --tokenizer takes a pretrained name (gpt2, cl100k_base, bert-base-uncased) or a saved file.
 """
 
+from __future__ import annotations
+
 import argparse
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fmblocks.data.text import builtin_corpus, iter_texts, read_text
-from fmblocks.errors import ConfigError, DataError
-from fmblocks.tokenizers import Tokenizer, load
-from fmblocks.tokenizers.report import compare, corpus_lines, report_chart, report_table, write_report
+from fmblocks.errors import ConfigError, DataError, TokenizerError
+
+if TYPE_CHECKING:  # imported where used, so that --help does not load torch
+    from fmblocks.tokenizers import Tokenizer
 
 KINDS = ("bpe", "wordpiece", "char", "word")
 
@@ -63,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _texts(files: list[Path], max_bytes: int) -> list[str]:
+    from fmblocks.data.text import builtin_corpus, iter_texts
+
     if not files:
         return builtin_corpus(max_bytes=max_bytes)
     try:
@@ -72,6 +77,8 @@ def _texts(files: list[Path], max_bytes: int) -> list[str]:
 
 
 def _load(name_or_path: str) -> Tokenizer:
+    from fmblocks.tokenizers import load
+
     try:
         return load(name_or_path)
     except FileNotFoundError as err:
@@ -113,14 +120,31 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def encode_text(tokenizer: Tokenizer, text: str, *, allow_special: bool) -> list[int]:
+    """The ids of `text` as the commands encode it: special tokens written in the text (e.g. "<|endoftext|>")
+    are refused, naming the `--allow-special` flag, unless `allow_special` matches them all."""
+    matches_specials = "allowed_special" in inspect.signature(tokenizer.encode).parameters
+    if allow_special and not matches_specials:
+        raise ConfigError(f"a {tokenizer.kind} tokenizer matches no special tokens in text; drop --allow-special")
+    if allow_special:
+        return list(tokenizer.encode(text, allowed_special="all"))
+    written = [token for token in tokenizer.special_tokens if token in text] if matches_specials else []
+    if written:
+        raise TokenizerError(f"the text contains the special token {written[0]!r}; pass --allow-special to encode it "
+                             f"as id {tokenizer.special_tokens[written[0]]}, or remove it from the text")
+    return list(tokenizer.encode(text))
+
+
 def run_encode(args: argparse.Namespace) -> int:
-    if (args.text is None) == (args.file is None):
+    from fmblocks.data.text import read_text
+
+    if args.text is None and args.file is None:
+        raise ConfigError("nothing to encode: give the text as an argument or a file with --file")
+    if args.text is not None and args.file is not None:
         raise ConfigError("give the text to encode either as an argument or with --file, not both")
     text = read_text(args.file) if args.file else args.text
     tokenizer = _load(args.tokenizer)
-    if args.allow_special and "allowed_special" not in inspect.signature(tokenizer.encode).parameters:
-        raise ConfigError(f"a {tokenizer.kind} tokenizer matches no special tokens in text; drop --allow-special")
-    ids = tokenizer.encode(text, allowed_special="all") if args.allow_special else tokenizer.encode(text)
+    ids = encode_text(tokenizer, text, allow_special=args.allow_special)
     print(" ".join(map(str, ids)))
     if args.pieces:
         print("|".join(tokenizer.decode([i]) for i in ids))
@@ -133,6 +157,8 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from fmblocks.tokenizers.report import compare, corpus_lines, report_chart, report_table, write_report
+
     lines = corpus_lines(_texts(args.corpus, args.max_bytes), max_lines=args.lines, seed=args.seed)
     tokenizers = {name: _load(name) for name in args.tokenizers}
     reports = compare(tokenizers, lines, seed=args.seed)

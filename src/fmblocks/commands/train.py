@@ -9,25 +9,38 @@
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
 tokenizer file, or a tokenizer kind that has defaults (protein, dna-kmer = 6-mers). FASTA files
 (.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer for clm; text to gpt2. OUT
-receives tokenizer.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
-them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...).
+receives tokenizer.json, run.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
+them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...); a run
+checkpoints every 100 steps unless --checkpoint-every says otherwise (0: only at the end). OUT is
+locked while training: a second `fmblocks train` into it is refused, naming the first one's PID.
+
+--resume continues the run exactly: the flags not given keep the run's saved values (its TrainConfig
+in the checkpoint, and --objective, --context, --eval-fraction, --truncate in OUT/run.json), and a
+given flag that would change how the run trains is refused; only --steps (a longer or shorter run,
+whose schedule then ends at the new step count) and the flags about logging, evaluation, checkpoints,
+device and progress may change. Ctrl-C (or SIGTERM) stops at the next step with a checkpoint.
 """
 
 import argparse
 import dataclasses
 import json
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from fmblocks.errors import CheckpointError, ConfigError
-from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
+from fmblocks.errors import CheckpointError, ConfigError, CorruptFileError, TrainingInterrupted
 from fmblocks.training.config import TrainConfig
 from fmblocks.training.runs import TOKENIZER_FILE
 
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
 FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna-kmer"}
+RUN_FILE, RUN_FORMAT = "run.json", "fmblocks-train-run"
+# how the data is read into examples: saved in OUT/run.json, restored by --resume
+DATA_DEFAULTS: dict[str, Any] = {"objective": "clm", "context": None, "eval_fraction": 0.1, "truncate": False}
+# TrainConfig defaults this command changes: periodic checkpoints, so that an interrupted run can resume
+CLI_DEFAULTS: dict[str, Any] = {"checkpoint_every": 100}
+TRAIN_FIELDS = [field.name for field in dataclasses.fields(TrainConfig)]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,22 +53,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override model config fields; VALUE is JSON (2, 0.1, true, \"rms\") or a bare string")
     parser.add_argument("--data", nargs="+", required=True, type=Path, help="text/FASTA files or directories")
     parser.add_argument("--tokenizer", help="pretrained name or saved tokenizer file (default: see above)")
-    parser.add_argument("--objective", choices=list(ARCH_OF), default="clm",
-                        help="clm: next-token prediction (decoder); mlm: masked-LM (encoder)")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
-    parser.add_argument("--context", type=int, help="clm window length (default: the model's max_len)")
-    parser.add_argument("--eval-fraction", type=float, default=0.1, help="share of the data held out (default 0.1)")
-    parser.add_argument("--truncate", action="store_true", help="mlm: cut sequences longer than max_len")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint")
-    defaults = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
-        flag, default = "--" + field.name.replace("_", "-"), getattr(defaults, field.name)
+    # the flags below are absent from the parsed arguments unless given (default=SUPPRESS), so that
+    # --resume can tell a flag the user repeated from one left at its default
+    keep = argparse.SUPPRESS
+    parser.add_argument("--objective", choices=list(ARCH_OF), default=keep,
+                        help="clm: next-token prediction (decoder); mlm: masked-LM (encoder) (default clm)")
+    parser.add_argument("--context", type=int, default=keep, help="clm window length (default: the model's max_len)")
+    parser.add_argument("--eval-fraction", type=float, default=keep, help="share of the data held out (default 0.1)")
+    parser.add_argument("--truncate", action="store_true", default=keep, help="mlm: cut sequences longer than max_len")
+    defaults = {**TrainConfig().to_dict(), **CLI_DEFAULTS}
+    for name in TRAIN_FIELDS:
+        flag, default = "--" + name.replace("_", "-"), defaults[name]
+        shown = f"(default {default})"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default {default})")
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, type=float, nargs=len(default), default=default, help=f"(default {default})")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=keep, help=shown)
+        elif isinstance(default, list):
+            parser.add_argument(flag, type=float, nargs=len(default), default=keep, help=shown)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+            parser.add_argument(flag, type=type(default), default=keep, help=shown)
     parser.set_defaults(func=run)
 
 
@@ -85,60 +102,82 @@ def tokenizer_from(name: str) -> Any:
         raise ConfigError(f"tokenizer kind {name!r} has no defaults; save one to a file and pass its path") from None
 
 
-def model_config_from(args: argparse.Namespace, vocab_size: int) -> Any:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The JSON object in a --config file; ConfigError for an unreadable, empty or non-object file."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file (expected a JSON object of ModelConfig fields)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--config {path}: not a JSON file ({err})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of ModelConfig fields, "
+                          f"found {type(document).__name__}")
+    return document
+
+
+def model_config_from(args: argparse.Namespace, vocab_size: int, objective: str) -> Any:
     """The ModelConfig the flags ask for, with the tokenizer's vocab_size."""
     from fmblocks.models import ModelConfig, preset
 
     if args.preset:
         base = preset(args.preset)
     else:
-        document = json.loads(args.config.read_text(encoding="utf-8"))
+        document = read_config_file(args.config)
         base = ModelConfig.load(args.config) if "format" in document else ModelConfig.from_dict(document)
     config = base.replace(**{**parse_overrides(args.set), "vocab_size": vocab_size})
-    if config.arch != ARCH_OF[args.objective]:
-        raise ConfigError(f"--objective {args.objective} trains a {ARCH_OF[args.objective]}, but the config's arch is {config.arch!r}")
+    if config.arch != ARCH_OF[objective]:
+        raise ConfigError(f"--objective {objective} trains a {ARCH_OF[objective]}, "
+                          f"but the config's arch is {config.arch!r}")
     return config
 
 
-def run(args: argparse.Namespace) -> int:
-    from fmblocks.models import ModelConfig, build_model
-    from fmblocks.tokenizers import load
-    from fmblocks.training.corpus import causal_lm_data, masked_lm_data, read_documents
-    from fmblocks.training.distributed import init_distributed, shutdown
-    from fmblocks.training.trainer import Trainer
+def settings(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
+    """(TrainConfig, data options) of the run: the flags given over the defaults or, with --resume, over the
+    run's saved values; a given flag that would change how a resumed run trains is a ConfigError."""
+    from fmblocks.files import read_json
+    from fmblocks.models import ModelConfig
+    from fmblocks.training.checkpoint import CONFIG_FILE, STATE_FILE, read_state, resolve_checkpoint
+    from fmblocks.training.state import RESUMABLE_FIELDS, checked_state
 
-    train_config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    if not 0 <= args.eval_fraction < 1:
-        raise ConfigError(f"--eval-fraction must be in [0, 1), got {args.eval_fraction}")
+    flags = {name: getattr(args, name) for name in TRAIN_FIELDS if hasattr(args, name)}
+    data = {name: getattr(args, name) for name in DATA_DEFAULTS if hasattr(args, name)}
+    if not args.resume:
+        return TrainConfig(**{**CLI_DEFAULTS, **flags}), {**DATA_DEFAULTS, **data}
+    directory = resolve_checkpoint(args.out)
+    saved_config = checked_state(read_state(directory), directory / STATE_FILE)["train_config"].to_dict()
+    if (args.out / RUN_FILE).is_file():
+        saved_data = read_json(args.out / RUN_FILE, fmt=RUN_FORMAT)
+        missing = [name for name in DATA_DEFAULTS if name not in saved_data]
+        if missing:
+            raise CorruptFileError(f"{args.out / RUN_FILE}: missing {', '.join(missing)}")
+        saved_data = {name: saved_data[name] for name in DATA_DEFAULTS}
+    else:  # a run from before run.json: its objective follows from the model
+        arch = ModelConfig.load(directory / CONFIG_FILE).arch
+        saved_data = {**DATA_DEFAULTS, "objective": next(k for k, v in ARCH_OF.items() if v == arch)}
+    saved = {**saved_config, **saved_data}
+    conflicts = [f"--{name.replace('_', '-')} {value!r} (the run has {saved[name]!r})"
+                 for name, value in {**flags, **data}.items() if name not in RESUMABLE_FIELDS and value != saved[name]]
+    if conflicts:
+        raise ConfigError(f"--resume continues {args.out} as it was trained, but {', '.join(conflicts)}; drop these "
+                          "flags, or train a new run into another --out")
+    if flags.get("steps", saved["steps"]) != saved["steps"]:
+        print(f"fmblocks train: note: --steps {flags['steps']} changes the run's length from {saved['steps']}; its "
+              "learning-rate schedule now ends at the new step count", file=sys.stderr)
+    return TrainConfig.from_dict({**saved_config, **flags}), {**saved_data, **data}
+
+
+def run(args: argparse.Namespace) -> int:
+    from fmblocks.training.distributed import init_distributed, shutdown
+    from fmblocks.training.lock import run_lock
+
+    train_config, data = settings(args)
+    if not 0 <= data["eval_fraction"] < 1:
+        raise ConfigError(f"--eval-fraction must be in [0, 1), got {data['eval_fraction']}")
     dist = init_distributed(train_config.device)
-    documents, fasta = read_documents(args.data)
-    if args.resume:
-        directory = resolve_checkpoint(args.out)
-        tokenizer = load(args.out / TOKENIZER_FILE)
-        saved = ModelConfig.load(directory / CONFIG_FILE)
-        model_config = model_config_from(args, tokenizer.vocab_size) if args.preset or args.config else saved
-    else:
-        if (args.out / CHECKPOINT_DIR).exists():
-            raise CheckpointError(f"{args.out} already holds a checkpoint; pass --resume to continue it, or another --out")
-        if not (args.preset or args.config):
-            raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
-        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[args.objective] if fasta else "gpt2"))
-        model_config = model_config_from(args, tokenizer.vocab_size)
-    if args.objective == "clm":
-        train, held_out = causal_lm_data(documents, tokenizer, context=args.context or model_config.max_len,
-                                         eval_fraction=args.eval_fraction)
-    else:
-        train, held_out = masked_lm_data(documents, tokenizer, max_len=model_config.max_len, per_document=fasta,
-                                         eval_fraction=args.eval_fraction, truncate=args.truncate, seed=train_config.seed)
-    torch.manual_seed(train_config.seed)
-    trainer = Trainer(build_model(model_config), train, config=train_config, eval_data=held_out,
-                      model_config=model_config, out_dir=args.out)
-    if args.resume:
-        trainer.resume()
-    elif dist.is_main:
-        tokenizer.save(args.out / TOKENIZER_FILE)
     try:
-        history = trainer.fit()
+        with run_lock(args.out) if dist.is_main else nullcontext():
+            history = _train(args, train_config, data, is_main=dist.is_main)
     finally:
         shutdown()
     if dist.is_main and history:
@@ -147,3 +186,59 @@ def run(args: argparse.Namespace) -> int:
         print(f"step {last['step']}: train loss {last['train_loss']:.4f}"
               + (f", eval loss {evaluated[-1]:.4f}" if evaluated else "") + f" -> {args.out}")
     return 0
+
+
+def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, Any], *, is_main: bool) -> list:
+    """Build the data, model and trainer (resuming or starting OUT) and fit; returns the history."""
+    import torch
+
+    from fmblocks.files import write_json
+    from fmblocks.models import ModelConfig, build_model
+    from fmblocks.tokenizers import load
+    from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, find_checkpoint, resolve_checkpoint
+    from fmblocks.training.corpus import causal_lm_data, masked_lm_data, read_documents
+    from fmblocks.training.trainer import Trainer
+
+    objective = data["objective"]
+    documents, fasta = read_documents(args.data)
+    if args.resume:
+        directory = resolve_checkpoint(args.out)
+        tokenizer = load(args.out / TOKENIZER_FILE)
+        if args.tokenizer is not None and tokenizer_from(args.tokenizer).to_dict() != tokenizer.to_dict():
+            raise ConfigError(f"--tokenizer {args.tokenizer} is not the tokenizer {args.out} was trained with "
+                              f"({args.out / TOKENIZER_FILE}); drop the flag to resume")
+        saved = ModelConfig.load(directory / CONFIG_FILE)
+        if args.preset or args.config:
+            model_config = model_config_from(args, tokenizer.vocab_size, objective)
+        else:
+            model_config = saved.replace(**parse_overrides(args.set))  # the trainer refuses any difference
+    else:
+        found = find_checkpoint(args.out)
+        if found is not None:
+            how = "" if found.name == CHECKPOINT_DIR else f" (only as {found.name}, left by a crash while saving)"
+            raise CheckpointError(f"{args.out} already holds a checkpoint{how}; pass --resume to continue it, or "
+                                  "remove it (or choose another --out) to start afresh")
+        if not (args.preset or args.config):
+            raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
+        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"))
+        model_config = model_config_from(args, tokenizer.vocab_size, objective)
+    if objective == "clm":
+        train, held_out = causal_lm_data(documents, tokenizer, context=data["context"] or model_config.max_len,
+                                         eval_fraction=data["eval_fraction"])
+    else:
+        train, held_out = masked_lm_data(documents, tokenizer, max_len=model_config.max_len, per_document=fasta,
+                                         eval_fraction=data["eval_fraction"], truncate=data["truncate"],
+                                         seed=train_config.seed)
+    torch.manual_seed(train_config.seed)
+    trainer = Trainer(build_model(model_config), train, config=train_config, eval_data=held_out,
+                      model_config=model_config, out_dir=args.out)
+    if args.resume:
+        trainer.resume()
+    elif is_main:
+        tokenizer.save(args.out / TOKENIZER_FILE)
+        write_json(args.out / RUN_FILE, data, fmt=RUN_FORMAT)
+    try:
+        return trainer.fit()
+    except TrainingInterrupted as stop:
+        raise TrainingInterrupted(f"{stop}; continue with the same command plus --resume", signal=stop.signal,
+                                  step=stop.step, checkpoint=stop.checkpoint) from None

@@ -12,19 +12,20 @@ below). The default run takes about two minutes on two CPU cores.
 encode: prints the code grids of the first --count test digits.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from fmblocks.commands.threads import add_threads_option, set_threads
-from fmblocks.data.mnist import load_mnist
 from fmblocks.errors import ConfigError
-from fmblocks.files import atomic_writer, write_json
-from fmblocks.quantizers.vqvae import VQVAEConfig
-from fmblocks.tokenizers.base import load
-from fmblocks.tokenizers.vq import VQTokenizer, evaluate, train_vq_tokenizer
+
+if TYPE_CHECKING:  # imported where used, so that --help does not load torch
+    import torch
+
+    from fmblocks.tokenizers.vq import VQTokenizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from fmblocks.data.mnist import load_mnist
+    from fmblocks.files import write_json
+    from fmblocks.quantizers.vqvae import VQVAEConfig
+    from fmblocks.tokenizers.vq import evaluate, train_vq_tokenizer
+
     cores = set_threads(args.threads)
     train, test = load_mnist(args.data_dir)
     config = VQVAEConfig(
@@ -83,6 +89,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    from fmblocks.data.mnist import load_mnist
+    from fmblocks.tokenizers.base import load
+    from fmblocks.tokenizers.vq import VQTokenizer
+
     tokenizer = load(args.tokenizer)
     if not isinstance(tokenizer, VQTokenizer):
         raise ConfigError(f"{args.tokenizer} holds a {tokenizer.kind!r} tokenizer; expected a 'vq' tokenizer")
@@ -95,7 +105,10 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def write_reconstructions(tokenizer: VQTokenizer, images: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
     """PNG: the first test digit of each class (top row) above its reconstruction (bottom row); atomic."""
+    import torch
     from matplotlib.figure import Figure  # Agg canvas; no pyplot global state
+
+    from fmblocks.files import atomic_writer
 
     classes = sorted(set(labels.tolist()))
     chosen = images[[int(torch.nonzero(labels == c)[0]) for c in classes]]

@@ -6,13 +6,15 @@ The first `fmblocks explain` trains it (a few minutes on 2 CPU cores, with a pro
 runs/explainer/, an ordinary run directory; later starts load it.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # `fmblocks explain --help` reads DEFAULT_RUN without loading torch
+    from torch import nn
 
-from fmblocks.tokenizers.base import Tokenizer
-from fmblocks.training.checkpoint import CHECKPOINT_DIR
+    from fmblocks.tokenizers.base import Tokenizer
 
 DEFAULT_RUN = Path("runs/explainer")
 DEFAULT_TEXT = "The for statement is used to iterate over the elements of a sequence"
@@ -49,9 +51,10 @@ def train_default(out_dir: Path = DEFAULT_RUN, *, steps: int = 400, progress: bo
 
 def default_run(out_dir: Path = DEFAULT_RUN, *, steps: int = 400) -> tuple[nn.Module, Any, Tokenizer]:
     """(model, config, tokenizer) of the built-in model, training it first if `out_dir` has none."""
+    from fmblocks.training.checkpoint import find_checkpoint
     from fmblocks.training.runs import load_run
 
-    if not (Path(out_dir) / CHECKPOINT_DIR).exists():
+    if find_checkpoint(out_dir) is None:
         print(f"training the explainer's built-in model into {out_dir} (once; {steps} steps)")
         train_default(out_dir, steps=steps)
     return load_run(out_dir, arch="decoder")

@@ -10,15 +10,18 @@
 Atomicity: files go to a fresh sibling `.checkpoint.partial-*`, which then takes the name
 `checkpoint` (the old one is moved to `.checkpoint.previous` for the instant between the two renames
 and deleted afterwards). A crash at any point leaves the previous checkpoint readable under
-`checkpoint` or, in that instant, under `.checkpoint.previous`, which `resolve_checkpoint` falls
-back to. Reading checks every file: a missing file, a truncated or foreign file, or a tensor whose
-shape does not fit the model raises `CheckpointError` naming the file or tensor.
+`checkpoint` or, in that instant, under `.checkpoint.previous`, which `find_checkpoint` falls back
+to. A failed write (disk full, read-only) raises `WriteError` and leaves the previous checkpoint as
+it was. Reading checks every file: a missing file, a truncated or foreign file, a tensor whose shape
+or dtype does not fit the model, or an impossible optimizer value raises `CheckpointError` (or its
+`CorruptCheckpointError`) naming the file, tensor or field.
 """
 
 import json
+import math
 import os
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +29,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from fmblocks.errors import CheckpointError, CorruptFileError
-from fmblocks.files import read_json, read_tensors, write_json, write_tensors
+from fmblocks.errors import CheckpointError, CorruptCheckpointError, CorruptFileError
+from fmblocks.files import read_json, read_tensors, unique_sibling, write_errors, write_json, write_tensors
 
 CHECKPOINT_DIR = "checkpoint"
 CONFIG_FILE, MODEL_FILE = "config.json", "model.safetensors"
 OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "trainer_state.json"
 STATE_FORMAT = "fmblocks-trainer-state"
-
-
-class CorruptCheckpointError(CheckpointError, CorruptFileError):
-    """A checkpoint file is truncated, malformed or of another format."""
 
 
 def save_checkpoint(
@@ -49,10 +48,12 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically to `directory` (replacing any previous one) and return its path."""
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    with write_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
+        partial = unique_sibling(target, prefix="partial-")
+        partial.mkdir()  # mode 0777 less the umask
     try:
         if model_config is not None:
             model_config.save(partial / CONFIG_FILE)
@@ -62,10 +63,11 @@ def save_checkpoint(
             write_tensors(partial / OPTIMIZER_FILE, tensors, metadata={"structure": json.dumps(structure)})
         write_json(partial / STATE_FILE, state, fmt=STATE_FORMAT)
         backup = target.with_name(f".{target.name}.previous")
-        if target.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-        os.replace(partial, target)
+        with write_errors(target):
+            if target.exists():
+                shutil.rmtree(backup, ignore_errors=True)
+                os.replace(target, backup)
+            os.replace(partial, target)
         shutil.rmtree(backup, ignore_errors=True)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -73,15 +75,27 @@ def save_checkpoint(
     return target
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint directory for `path`: itself, or `path/checkpoint` for a run directory."""
+def find_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The checkpoint directory for `path` (itself, or `path/checkpoint` for a run directory), or None.
+
+    When a crash between the two renames of `save_checkpoint` left only `.checkpoint.previous`, that is
+    the run's one checkpoint, and is returned.
+    """
     path = Path(path)
     for candidate in (path, path / CHECKPOINT_DIR):
         if (candidate / STATE_FILE).exists() or (candidate / MODEL_FILE).exists():
             return candidate
         backup = candidate.with_name(f".{candidate.name}.previous")
         if not candidate.exists() and (backup / STATE_FILE).exists():
-            return backup  # a crash between the two renames of save_checkpoint
+            return backup
+    return None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """`find_checkpoint(path)`, or a CheckpointError saying what was expected there."""
+    found = find_checkpoint(path)
+    if found is not None:
+        return found
     raise CheckpointError(f"{path}: no checkpoint here (expected {MODEL_FILE} and {STATE_FILE}, or a {CHECKPOINT_DIR}/ directory)")
 
 
@@ -133,6 +147,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
             problems.append(f"{name}: missing from the checkpoint")
         elif stored[source].shape != tensor.shape:
             problems.append(f"{name}: checkpoint has shape {tuple(stored[source].shape)}, the model expects {tuple(tensor.shape)}")
+        elif stored[source].dtype != tensor.dtype:
+            problems.append(f"{name}: checkpoint has dtype {stored[source].dtype}, the model expects {tensor.dtype}")
         else:
             full[name] = stored[source]
     problems += [f"{name}: in the checkpoint but not in the model" for name in stored if name not in expected]
@@ -143,7 +159,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
-    """Restore an optimizer saved by `save_checkpoint`; the parameter groups and shapes must match."""
+    """Restore an optimizer saved by `save_checkpoint`; groups, shapes, dtypes and values must fit it."""
     directory = resolve_checkpoint(path)
     require_files(directory, [OPTIMIZER_FILE])
     file = directory / OPTIMIZER_FILE
@@ -152,7 +168,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
         with safe_open(str(file), "pt") as handle:
             structure = json.loads((handle.metadata() or {})["structure"])
         state_dict = _unflatten_optimizer(tensors, structure)
-    except (SafetensorError, KeyError, TypeError, ValueError) as err:
+    except (SafetensorError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise CorruptCheckpointError(f"{file}: malformed optimizer structure ({err!r})") from None
     ours = optimizer.state_dict()["param_groups"]
     theirs = state_dict["param_groups"]
@@ -162,13 +178,53 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
             f"this model's optimizer {[len(g['params']) for g in ours]} (trained with another config?)"
         )
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, entry in state_dict["state"].items():
-        for key, value in entry.items():
-            if torch.is_tensor(value) and value.ndim and value.shape != params[index].shape:
-                raise CheckpointError(
-                    f"{file}: state.{index}.{key} has shape {tuple(value.shape)}, the parameter {tuple(params[index].shape)}"
-                )
+    _check_optimizer(state_dict, ours, params, file)
     optimizer.load_state_dict(state_dict)
+
+
+def _check_optimizer(state_dict: dict[str, Any], ours: list[dict[str, Any]], params: list[torch.Tensor],
+                     file: Path) -> None:
+    """CheckpointError for a state that does not fit `params`, CorruptCheckpointError for an impossible one."""
+    def corrupt(field: str, value: Any, expected: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{file}: {field} is {value!r}, expected {expected}")
+
+    indices = [i for group in state_dict["param_groups"] for i in group["params"]]
+    if indices != list(range(len(params))):
+        raise corrupt("param_groups[*].params", indices, f"the parameter indices 0..{len(params) - 1} in order")
+    for g, (mine, saved) in enumerate(zip(ours, state_dict["param_groups"])):
+        for key, value in mine.items():
+            if key != "params" and not _same_kind(saved.get(key), value):
+                raise corrupt(f"param_groups[{g}].{key}", saved.get(key), f"a value like {value!r}")
+    for index, entry in state_dict["state"].items():
+        if index not in range(len(params)):
+            raise corrupt(f"state.{index}", "present", f"parameter indices 0..{len(params) - 1}")
+        for key, value in entry.items():
+            field = f"state.{index}.{key}"
+            if key == "step":
+                number = value.item() if torch.is_tensor(value) and value.numel() == 1 else value
+                if torch.is_tensor(value) and not value.is_floating_point():
+                    raise CheckpointError(f"{file}: {field} has dtype {value.dtype}, expected a floating-point scalar")
+                if not (isinstance(number, (int, float)) and math.isfinite(number) and number >= 0
+                        and number == int(number)):
+                    raise corrupt(field, number, "a whole number >= 0")
+            elif torch.is_tensor(value) and value.ndim:
+                param = params[index]
+                if value.shape != param.shape:
+                    raise CheckpointError(f"{file}: {field} has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                if value.dtype != param.dtype:
+                    raise CheckpointError(f"{file}: {field} has dtype {value.dtype}, the parameter {param.dtype}")
+
+
+def _same_kind(saved: Any, ours: Any) -> bool:
+    """Whether an optimizer setting read back is of the kind of ours: a finite number for a number (int or
+    float), a flag (or None) for a flag, else the same type."""
+    if isinstance(ours, bool) or ours is None:
+        return saved is None or isinstance(saved, bool)
+    if isinstance(ours, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    if isinstance(ours, tuple):
+        return isinstance(saved, tuple) and len(saved) == len(ours) and all(map(_same_kind, saved, ours))
+    return type(saved) is type(ours)
 
 
 def _read(file: Path) -> dict[str, torch.Tensor]:
@@ -212,5 +268,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict[str, 
         int(index): {key: tensors[slot["tensor"]] if "tensor" in slot else slot["value"] for key, slot in entry.items()}
         for index, entry in structure["state"].items()
     }
-    groups = [{**group, **({"betas": tuple(group["betas"])} if "betas" in group else {})} for group in structure["param_groups"]]
+    groups = [{**group, "params": list(group["params"]),
+               **({"betas": tuple(group["betas"])} if "betas" in group else {})} for group in structure["param_groups"]]
     return {"state": state, "param_groups": groups}

@@ -34,7 +34,8 @@ def plot_losses(history: list[dict[str, Any]], path: str | Path) -> None:
     axes.set_xlabel("step")
     axes.set_ylabel("loss (the model's .loss: cross-entropy in nats for language models)")
     axes.grid(alpha=0.3)
-    axes.legend()
+    if history:
+        axes.legend()
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

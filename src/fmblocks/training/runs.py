@@ -7,14 +7,17 @@
 `load_run(RUN)` gives back (model, config, tokenizer), checking that they fit together.
 """
 
-import os
-from typing import Any
+from __future__ import annotations
 
-from torch import nn
+import os
+from typing import TYPE_CHECKING, Any
 
 from fmblocks.errors import CheckpointError, ConfigError
-from fmblocks.tokenizers.base import Tokenizer
-from fmblocks.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+if TYPE_CHECKING:  # `fmblocks train --help` reads TOKENIZER_FILE without loading torch
+    from torch import nn
+
+    from fmblocks.tokenizers.base import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -28,6 +31,7 @@ def load_run(
     another architecture (e.g. "decoder" for sampling).
     """
     from fmblocks.tokenizers import load
+    from fmblocks.training.checkpoint import load_checkpoint, resolve_checkpoint
 
     directory = resolve_checkpoint(path)
     model, config, _ = load_checkpoint(directory)
@@ -36,7 +40,8 @@ def load_run(
     if tokenizer is None:
         saved = [p for p in (directory / TOKENIZER_FILE, directory.parent / TOKENIZER_FILE) if p.is_file()]
         if not saved:
-            raise CheckpointError(f"{directory}: no {TOKENIZER_FILE} beside the checkpoint; pass a tokenizer")
+            raise CheckpointError(f"{directory}: no {TOKENIZER_FILE} beside the checkpoint, so its token ids cannot be "
+                                  "read as text (a run written by `fmblocks train` has one)")
         tokenizer = saved[0]
     loaded = load(tokenizer)
     if loaded.vocab_size != config.vocab_size:

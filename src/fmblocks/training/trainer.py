@@ -17,11 +17,19 @@ norm gains and other vectors are not decayed).
 Exact resume: a checkpoint holds the weights, the optimizer state, the step, the data position and
 the torch RNG states; the learning rate and the data order are functions of the step and the seed,
 so a resumed run continues the interrupted one bit for bit on the same machine and process count.
+`resume` refuses a TrainConfig that changes what shapes the updates (see `state.RESUMABLE_FIELDS`).
 Only rank 0 writes files under `out_dir` (checkpoint/ at every checkpoint, log.csv at every checkpoint
 and evaluation, loss.png at every periodic checkpoint and at the end) and shows progress.
+
+Safety of a run: `fit` holds the lock of `out_dir` (one writer per run, see `lock.py`), which also
+checks the directory is writable before the first step; it refuses to start afresh over an existing
+checkpoint (resume it, or remove it). SIGINT/SIGTERM stop it at the next step boundary with a
+checkpoint and `TrainingInterrupted`. A NaN or infinite loss or gradient norm stops it with
+`NonFiniteError` before that update is applied, so the last checkpoint stays the last good one.
 """
 
 import math
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,13 +40,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from fmblocks.errors import CheckpointError, ConfigError, DataError
+from fmblocks.errors import (
+    CheckpointError, ConfigError, CorruptCheckpointError, DataError, NonFiniteError, TrainingInterrupted,
+)
 from fmblocks.training import checkpoint as ckpt
 from fmblocks.training.config import TrainConfig
 from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, collate
 from fmblocks.training.distributed import all_sum, barrier, init_distributed
+from fmblocks.training.interrupt import StopSignals
+from fmblocks.training.lock import run_lock
 from fmblocks.training.plots import plot_losses, write_csv
 from fmblocks.training.schedule import learning_rate
+from fmblocks.training.state import checked_state, config_conflicts, restore_rng, rng_state
 
 Batch = dict[str, torch.Tensor]
 
@@ -111,6 +124,7 @@ class Trainer:
         self._stream = ExampleStream(len(train_data), config.seed)
         self._data_epoch: int | None = None
         self._resumed = False
+        self._saved_step: int | None = None  # step of the last checkpoint written or resumed from
 
     def _check_data(self, name: str, data: Any) -> None:
         if len(data) == 0:
@@ -131,6 +145,7 @@ class Trainer:
             )
             write_csv(self.history, self.out_dir / "log.csv")
         barrier(self.dist)
+        self._saved_step = self.step
         return path
 
     def plot(self) -> None:
@@ -139,11 +154,8 @@ class Trainer:
             plot_losses(self.history, self.out_dir / "loss.png")
 
     def _state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state().tolist()}
-        if torch.cuda.is_available():
-            rng["cuda"] = [state.tolist() for state in torch.cuda.get_rng_state_all()]
         return {
-            "step": self.step, "position": self.position, "rng": rng, "history": self.history,
+            "step": self.step, "position": self.position, "rng": rng_state(), "history": self.history,
             "pending_losses": self._pending, "train_config": self.config.to_dict(),
             "world_size": self.dist.world_size,
         }
@@ -157,18 +169,21 @@ class Trainer:
         ckpt.require_files(directory, files + ([ckpt.CONFIG_FILE] if self.model_config is not None else []))
         if self.model_config is not None:
             self._check_config(directory)
-        state = ckpt.read_state(directory)
+        state = checked_state(ckpt.read_state(directory), directory / ckpt.STATE_FILE)
+        conflicts = config_conflicts(state["train_config"], self.config)
+        if conflicts:
+            raise CheckpointError(f"{directory} was trained with other settings ({'; '.join(conflicts)}); a resumed "
+                                  "run keeps what shapes its updates: keep these, or start a new run elsewhere")
         ckpt.load_weights(self.model, directory)
         ckpt.load_optimizer(self.optimizer, directory)
         try:
-            self.step, self.position = int(state["step"]), int(state["position"])
-            self.history, self._pending = list(state["history"]), list(state["pending_losses"])
-            torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
-            if torch.cuda.is_available() and "cuda" in state["rng"]:
-                torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["rng"]["cuda"]])
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise ckpt.CorruptCheckpointError(f"{directory / ckpt.STATE_FILE}: malformed trainer state ({err!r})") from None
-        self._resumed = True
+            restore_rng(state["rng"])
+        except RuntimeError as err:  # a byte list of the wrong length
+            file = directory / ckpt.STATE_FILE
+            raise CorruptCheckpointError(f"{file}: field 'rng' is not a generator state ({err})") from None
+        self.step, self.position = state["step"], state["position"]
+        self.history, self._pending = state["history"], state["pending_losses"]
+        self._resumed, self._saved_step = True, self.step
 
     def _check_config(self, directory: Path) -> None:
         saved = type(self.model_config).load(directory / ckpt.CONFIG_FILE).to_dict()
@@ -181,6 +196,21 @@ class Trainer:
     # ---- training ----------------------------------------------------------------------------------
     def fit(self, *, stop_at: int | None = None) -> list[dict[str, Any]]:
         """Train to `config.steps` (or stop, checkpointed, after step `stop_at`); return the history rows."""
+        writer = self.out_dir is not None and self.dist.is_main
+        with run_lock(self.out_dir) if writer else nullcontext(), StopSignals(announce=self.dist.is_main) as stop:
+            self._refuse_to_overwrite()
+            return self._fit(stop_at, stop)
+
+    def _refuse_to_overwrite(self) -> None:
+        """A fresh run must not replace (and so delete) the checkpoint a run directory already holds."""
+        if self._resumed or self.step or self.out_dir is None:
+            return
+        found = ckpt.find_checkpoint(self.out_dir)
+        if found is not None:
+            raise CheckpointError(f"{self.out_dir} already holds a checkpoint ({found.name}); resume() it to continue "
+                                  "the run, or remove it (or use another out_dir) to start afresh")
+
+    def _fit(self, stop_at: int | None, stop: StopSignals) -> list[dict[str, Any]]:
         config = self.config
         end = min(stop_at, config.steps) if stop_at is not None else config.steps
         if self.step == 0 and not self._resumed:
@@ -188,7 +218,6 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=self.step, desc="train", unit="step",
                    disable=not (config.progress and self.dist.is_main), dynamic_ncols=True)
         tokens, started = 0, time.perf_counter()
-        saved_at = None
         while self.step < end:
             lr = learning_rate(self.step, lr=config.lr, warmup_steps=config.warmup_steps,
                                total_steps=config.steps, min_lr_ratio=config.min_lr_ratio)
@@ -211,14 +240,30 @@ class Trainer:
                 if evaluate:
                     self._report_eval(bar)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
-                self.save()
-                self.plot()
-                saved_at = self.step
+                self._checkpoint()
+            received = stop.requested(self.dist)
+            if received is not None:
+                bar.close()
+                raise self._interrupted(received)
         bar.close()
-        if saved_at != self.step:
-            self.save()
-            self.plot()
+        if self._saved_step != self.step:
+            self._checkpoint()
         return self.history
+
+    def _checkpoint(self) -> None:
+        self.save()
+        self.plot()
+
+    def _interrupted(self, number: int) -> TrainingInterrupted:
+        """Checkpoint (when there is an out_dir) and describe the stop."""
+        if self._saved_step != self.step:
+            self._checkpoint()
+        name = signal.Signals(number).name
+        where = (f"checkpoint saved in {self.out_dir / ckpt.CHECKPOINT_DIR}, from which the run resumes"
+                 if self.out_dir is not None else "nothing saved (no out_dir)")
+        return TrainingInterrupted(f"stopped by {name} after step {self.step} of {self.config.steps}; {where}",
+                                   signal=number, step=self.step,
+                                   checkpoint=self.out_dir / ckpt.CHECKPOINT_DIR if self.out_dir else None)
 
     def _report_eval(self, bar: tqdm) -> None:
         """Print the eval loss under the progress bar and refresh log.csv (rank 0, when shown / with out_dir)."""
@@ -251,12 +296,23 @@ class Trainer:
                 (loss * (counts[m] * world / total)).backward()
             loss_sum += loss.detach().double() * counts[m]
         max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
         tokens = torch.tensor(float(sum(map(count_tokens, batches))), dtype=torch.float64, device=device)
         sums = all_sum(torch.stack([loss_sum, tokens]), self.dist)  # (loss x targets, tokens) over all processes
-        return sums[0].item() / total, grad_norm.item(), int(sums[1].item())
+        mean_loss = sums[0].item() / total
+        if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):  # the same on every process
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._non_finite(mean_loss, grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return mean_loss, grad_norm, int(sums[1].item())
+
+    def _non_finite(self, loss: float, grad_norm: float) -> NonFiniteError:
+        kept = (f"the last checkpoint (step {self._saved_step}) in {self.out_dir} is kept"
+                if self._saved_step is not None and self.out_dir is not None else "no checkpoint was written")
+        return NonFiniteError(f"step {self.step + 1}: the loss is {loss} and the gradient norm {grad_norm}, so the run "
+                              f"stopped before this update; {kept}. Lower the learning rate, or check the data and "
+                              "the model")
 
     def _local_batch(self, start: int) -> Batch:
         """This process's slice of the global micro-batch at stream positions start .. start + batch_size."""
