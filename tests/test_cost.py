@@ -195,3 +195,13 @@ def test_cli_config_file(tmp_path, capsys: pytest.CaptureFixture) -> None:
 def test_cli_bad_input_exits_2_with_a_message(argv: list[str], capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("fmblocks cost: error:")
+
+
+@pytest.mark.parametrize("mixer", ["long-conv", ["long-conv", "attention", "attention"]], ids=["long-conv", "hybrid"])
+def test_long_conv_and_hybrid_formulas_equal_measurement(mixer) -> None:
+    config = preset("llama-style", vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=48, max_len=24,
+                    mixer=mixer)
+    table = model_table(config, 16)
+    for row in table.rows:
+        assert row.params_formula == row.params_measured, row
+        assert row.flops_formula == row.flops_measured, row

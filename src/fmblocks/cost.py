@@ -37,26 +37,34 @@ fused CPU attention kernel and would report 0 for it. Components are module path
 share is its count minus its submodules' (e.g. "attn" alone = Q K^T + A V). Layers are summed into
 `layers.*` rows.
 
+Mixers: each layer's mixer is costed by its formula in MIXER_COSTS ("attention"; "long-conv": in_proj
+d·2d, a kernel of d·P taps, out_proj d·d, and an FFT convolution the counter does not count); register
+a formula there for your own mixer (without one, `model_costs` refuses the config). Positions, norms and
+feed-forwards take their parameters from the block registries (`parameter_count`, `linear_shapes`).
+
 Limits: the formulas mirror the blocks and models of fmblocks; the efficient attention cores (chunked,
-sparse, linear) are costed as the plain core; the backward pass (about twice the forward) is not
+sparse, sliding-window, linear) are costed as the plain core; the backward pass (about twice the forward) is not
 counted; measuring runs the model once on the CPU in float32 (seconds for a GPT-2-sized model).
 """
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fmblocks.blocks import POSITIONS
+from fmblocks.blocks.attention import check_heads
 from fmblocks.blocks.block import TransformerBlock
+from fmblocks.blocks.feedforward import FEEDFORWARDS
+from fmblocks.blocks.norms import NORMS
 from fmblocks.errors import ConfigError
 from fmblocks.models import ModelConfig, build_model
+from fmblocks.registry import Registry
 
-GATED_FEEDFORWARDS = ("swiglu", "geglu")
-FEEDFORWARD_KINDS = ("mlp", *GATED_FEEDFORWARDS)
-NORM_KINDS = ("layer", "rms")
 MEASURE_CORE = "math"
 
 
@@ -105,12 +113,16 @@ class BlockSpec:
     bias: bool = True
     cross_attention: bool = False
     d_context: int | None = None
+    mixer: str = "attention"
+    max_len: int = 0  # the context the mixer is built for (long-conv: its kernel length)
 
     def __post_init__(self) -> None:
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         _check_positive(d_ff=self.d_ff)
-        _check_choice("feed-forward", self.ffn, FEEDFORWARD_KINDS)
-        _check_choice("norm", self.norm, NORM_KINDS)
+        for what, name, registry in (("feed-forward", self.ffn, FEEDFORWARDS), ("norm", self.norm, NORMS),
+                                     ("mixer", self.mixer, MIXER_COSTS)):
+            if name not in registry:
+                raise ConfigError(f"no cost formula for {what} {name!r}; known: {', '.join(registry.names())}")
         if self.d_context is not None:
             if not self.cross_attention:
                 raise ConfigError("d_context is only used with cross_attention=True")
@@ -134,9 +146,9 @@ def linear_cost(
 
 
 def norm_cost(name: str, kind: str, dim: int) -> Cost:
-    """LayerNorm: weight and bias of size dim; RMSNorm: weight only. No matrix product: 0 FLOPs."""
-    _check_choice("norm", kind, NORM_KINDS)
-    return Cost(name, 2 * dim, 0, "2·d", "0") if kind == "layer" else Cost(name, dim, 0, "d", "0")
+    """The registered norm's parameters (LayerNorm 2·d, RMSNorm d). No matrix product: 0 FLOPs."""
+    params, expr = NORMS.get(kind).parameter_count(dim)
+    return Cost(name, params, 0, expr, "0")
 
 
 def attention_costs(
@@ -180,11 +192,10 @@ def attention_costs(
 def feedforward_costs(
     prefix: str, kind: str, d_model: int, d_ff: int, n_tokens: int, *, bias: bool, tokens: str = "BT"
 ) -> list[Cost]:
-    """MLP (fc_in, fc_out) or gated MLP (w_gate, w_up, w_down) on n_tokens token vectors (symbol `tokens`)."""
-    _check_choice("feed-forward", kind, FEEDFORWARD_KINDS)
+    """The registered feed-forward's linear layers (MLP: fc_in, fc_out; gated: w_gate, w_up, w_down) on
+    n_tokens token vectors (symbol `tokens`)."""
     _check_positive(d_model=d_model, d_ff=d_ff, n_tokens=n_tokens)
-    layers = [("fc_in", d_model, d_ff), ("fc_out", d_ff, d_model)] if kind == "mlp" else [
-        ("w_gate", d_model, d_ff), ("w_up", d_model, d_ff), ("w_down", d_ff, d_model)]
+    layers = FEEDFORWARDS.get(kind).linear_shapes(d_model, d_ff)
     sym = {d_model: "d", d_ff: "f"} if d_model != d_ff else {d_model: "d"}
     return [
         linear_cost(f"{prefix}.{name}", i, o, n_tokens, bias=bias, symbols=(sym[i], sym[o], tokens))
@@ -203,8 +214,7 @@ def block_costs(
         raise ConfigError("context_len is only used with cross_attention=True")
     d, n = spec.d_model, batch * seq_len
     costs = [norm_cost("norm1", spec.norm, d)]
-    costs += attention_costs("attn", d, spec.n_heads, seq_len, n_kv_heads=spec.n_kv_heads, bias=spec.bias,
-                             batch=batch, length=length)
+    costs += MIXER_COSTS.get(spec.mixer)(spec, seq_len, batch, length)
     if spec.cross_attention:  # full heads: the blocks use grouped-query heads in self-attention only
         costs.append(norm_cost("norm_cross", spec.norm, d))
         costs += attention_costs("cross_attn", d, spec.n_heads, seq_len, context_len=context_len or seq_len,
@@ -213,6 +223,30 @@ def block_costs(
     costs.append(norm_cost("norm2", spec.norm, d))
     costs += feedforward_costs("ffn", spec.ffn, d, spec.d_ff, n, bias=spec.bias, tokens=f"B{length}")
     return costs
+
+
+def attention_mixer_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
+    """The "attention" mixer of a block: its projections and core (cores differ in cost, not in formula)."""
+    return attention_costs("attn", spec.d_model, spec.n_heads, seq_len, n_kv_heads=spec.n_kv_heads, bias=spec.bias,
+                           batch=batch, length=length)
+
+
+def long_conv_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
+    """The "long-conv" mixer: in_proj d -> 2d, the kernel (d·P taps), out_proj d -> d. The FFT convolution
+    is not a matrix product, so it counts 0 FLOPs (as the counter counts it; about 15·B·d·T·log2(2T) real)."""
+    d, n = spec.d_model, batch * seq_len
+    _check_positive(max_len=spec.max_len)
+    return [
+        linear_cost("attn.in_proj", d, 2 * d, n, bias=spec.bias, symbols=("d", "2d", f"B{length}")),
+        Cost("attn.conv", d * spec.max_len, 0, "d·P", "0"),
+        linear_cost("attn.out_proj", d, d, n, bias=spec.bias, symbols=("d", "d", f"B{length}")),
+    ]
+
+
+MixerCost = Callable[[BlockSpec, int, int, str], list[Cost]]
+MIXER_COSTS: Registry[MixerCost] = Registry("mixer cost formula")
+MIXER_COSTS.register("attention")(attention_mixer_costs)
+MIXER_COSTS.register("long-conv")(long_conv_costs)
 
 
 def repeated(costs: list[Cost], prefix: str, n: int, symbol: str = "L") -> list[Cost]:
@@ -255,11 +289,12 @@ def model_costs(
         costs.append(norm_cost("norm" if config.arch == "vit" else "embed.norm", config.norm, d))
 
     if config.arch == "encoder-decoder":  # the encoder reads S source tokens; the decoder cross-attends to them
-        costs += _stack_costs("encoder", config, block_costs(spec, s, batch=batch, length="S"), config.n_layers, "L")
-        decoder = block_costs(replace(spec, cross_attention=True), t, batch=batch, context_len=s)
-        costs += _stack_costs("decoder", config, decoder, config.decoder_layers, "Ld")
+        costs += _stack_costs("encoder", config, replace(spec), config.n_layers, "L", seq_len=s, batch=batch,
+                              length="S")
+        costs += _stack_costs("decoder", config, replace(spec, cross_attention=True), config.decoder_layers, "Ld",
+                              seq_len=t, batch=batch, context_len=s)
     else:
-        costs += _stack_costs("stack", config, block_costs(spec, t, batch=batch), config.n_layers, "L")
+        costs += _stack_costs("stack", config, spec, config.n_layers, "L", seq_len=t, batch=batch)
 
     tied = config.tie_embeddings
     if config.arch == "vit":
@@ -273,9 +308,18 @@ def model_costs(
     return costs
 
 
-def _stack_costs(name: str, config: ModelConfig, block: list[Cost], n_layers: int, symbol: str) -> list[Cost]:
-    """A BlockStack: n_layers copies of `block`, then the final norm of pre-norm stacks."""
-    costs = repeated(block, f"{name}.layers", n_layers, symbol)
+def _stack_costs(name: str, config: ModelConfig, spec: BlockSpec, n_layers: int, symbol: str, *, seq_len: int,
+                 batch: int, length: str = "T", context_len: int | None = None) -> list[Cost]:
+    """A BlockStack: its layers (each with its mixer; counts per mixer in a hybrid), then the final norm of
+    pre-norm stacks."""
+    mixers = config.layer_mixers(n_layers)
+    block = block_costs(replace(spec, mixer=mixers[0]), seq_len, batch=batch, context_len=context_len, length=length)
+    first = {c.component for c in MIXER_COSTS.get(mixers[0])(spec, seq_len, batch, length)}
+    costs = repeated([c for c in block if c.component not in first], f"{name}.layers", n_layers, symbol)
+    for mixer in dict.fromkeys(mixers):  # norms, cross-attention, feed-forward above; each mixer's own here
+        count = mixers.count(mixer)
+        own = MIXER_COSTS.get(mixer)(replace(spec, mixer=mixer), seq_len, batch, length)
+        costs += repeated(own, f"{name}.layers", count, symbol if count == n_layers else str(count))
     if config.norm_first:
         costs.append(norm_cost(f"{name}.final_norm", config.norm, config.d_model))
     return costs
@@ -290,15 +334,16 @@ def _head_cost(name: str, d: int, vocab: int, n_tokens: int, *, bias: bool, tied
 
 
 def _position_costs(name: str, config: ModelConfig, n_positions: int, symbol: str) -> list[Cost]:
-    """Learned positions own a table; sinusoidal is a buffer, rope/alibi/none live in attention: 0."""
-    if config.pos != "learned":
+    """The scheme's own parameters (learned: a table of P·d; sinusoidal is a buffer, rope/alibi/none: 0)."""
+    params, expr = POSITIONS.get(config.pos).parameter_count(n_positions, config.d_model)
+    if not params:
         return []
-    return [embedding_cost(f"{name}.embedding", n_positions, config.d_model, symbol)]
+    return [Cost(f"{name}.embedding", params, 0, expr.replace("P", symbol), "0")]
 
 
 def _block_spec(config: ModelConfig) -> BlockSpec:
     return BlockSpec(config.d_model, config.n_heads, config.d_ff, n_kv_heads=config.n_kv_heads, ffn=config.ffn,
-                     norm=config.norm, bias=config.bias)
+                     norm=config.norm, bias=config.bias, max_len=config.max_len)
 
 
 def _model_lengths(config: ModelConfig, seq_len: int | None, context_len: int | None) -> tuple[int, int]:
@@ -319,24 +364,10 @@ def _model_lengths(config: ModelConfig, seq_len: int | None, context_len: int | 
     return t, s
 
 
-def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None = None) -> None:
-    """ConfigError unless the heads split d_model evenly and the key/value heads divide the heads."""
-    _check_positive(d_model=d_model, n_heads=n_heads)
-    if d_model % n_heads:
-        raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-    if n_kv_heads is not None and (isinstance(n_kv_heads, bool) or n_kv_heads < 1 or n_heads % n_kv_heads):
-        raise ConfigError(f"n_kv_heads ({n_kv_heads}) must be a positive divisor of n_heads ({n_heads})")
-
-
 def _check_positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_choice(what: str, name: str, known: tuple[str, ...]) -> None:
-    if name not in known:
-        raise ConfigError(f"no cost formula for {what} {name!r}; known: {', '.join(known)}")
 
 
 # ------------------------------------------------------------------------------------------- measurement

@@ -152,3 +152,26 @@ def test_linear_refuses_masks_it_cannot_express() -> None:
     q, k, v = _qkv(4, 4)
     with pytest.raises(ConfigError, match=r"only a boolean key-padding mask \(B, 1, 1, S\).*shape \(4, 4\)"):
         linear_attention(q, k, v, torch.ones(4, 4, dtype=torch.bool))
+
+
+# --- sliding window -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("t", "s"), [(40, 40), (9, 40)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_sliding_window_equals_dense_attention_under_its_band(t: int, s: int, causal: bool) -> None:
+    from fmblocks.blocks.efficient import SlidingWindowCore
+
+    q, k, v = _qkv(t, s)
+    keep = torch.rand(B, s) > 0.2
+    query = torch.arange(s - t, s)[:, None]
+    band = (query - torch.arange(s)[None, :]).abs() < 6  # the 6 most recent positions (itself included)
+    ref = attention_math(q, k, v, band & padding_mask(keep), causal=causal)
+    _assert_same(SlidingWindowCore(window=6, block_size=8)(q, k, v, padding_mask(keep), causal=causal), ref, [q, k, v])
+
+
+def test_sliding_window_of_one_sees_only_itself() -> None:
+    from fmblocks.blocks.efficient import SlidingWindowCore
+
+    q, k, v = _qkv(5, 5)
+    torch.testing.assert_close(SlidingWindowCore(window=1)(q, k, v, causal=True), v)

@@ -19,7 +19,6 @@ is applied to that hidden tensor (as in torch.nn.TransformerEncoderLayer).
 """
 
 import math
-from functools import partial
 
 import torch
 from torch import nn
@@ -28,7 +27,7 @@ from fmblocks.errors import ConfigError
 from fmblocks.registry import Registry
 
 ACTIVATIONS: Registry[type[nn.Module]] = Registry("activation")
-FEEDFORWARDS: Registry = Registry("feed-forward")
+FEEDFORWARDS: Registry[type[nn.Module]] = Registry("feed-forward")
 
 
 @ACTIVATIONS.register("relu")
@@ -84,6 +83,11 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc_out = nn.Linear(d_hidden, d_model, bias=bias)
 
+    @classmethod
+    def linear_shapes(cls, d_model: int, d_hidden: int) -> list[tuple[str, int, int]]:
+        """Its linear layers as (name, d_in, d_out), in order."""
+        return [("fc_in", d_model, d_hidden), ("fc_out", d_hidden, d_model)]
+
     def forward(
         self, x: torch.Tensor, *, return_hidden: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +110,11 @@ class GatedMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.w_down = nn.Linear(d_hidden, d_model, bias=bias)
 
+    @classmethod
+    def linear_shapes(cls, d_model: int, d_hidden: int) -> list[tuple[str, int, int]]:
+        """Its linear layers as (name, d_in, d_out), in order."""
+        return [("w_gate", d_model, d_hidden), ("w_up", d_model, d_hidden), ("w_down", d_hidden, d_model)]
+
     def forward(
         self, x: torch.Tensor, *, return_hidden: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +123,20 @@ class GatedMLP(nn.Module):
         return (y, hidden) if return_hidden else y
 
 
-FEEDFORWARDS.register("swiglu")(partial(GatedMLP, activation="silu"))
-FEEDFORWARDS.register("geglu")(partial(GatedMLP, activation="gelu"))
+@FEEDFORWARDS.register("swiglu")
+class SwiGLU(GatedMLP):
+    """GatedMLP with silu (Llama)."""
+
+    def __init__(self, d_model: int, d_hidden: int, *, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__(d_model, d_hidden, activation="silu", bias=bias, dropout=dropout)
+
+
+@FEEDFORWARDS.register("geglu")
+class GeGLU(GatedMLP):
+    """GatedMLP with gelu."""
+
+    def __init__(self, d_model: int, d_hidden: int, *, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__(d_model, d_hidden, activation="gelu", bias=bias, dropout=dropout)
 
 
 def build_feedforward(

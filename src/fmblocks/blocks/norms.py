@@ -64,6 +64,11 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
+    @classmethod
+    def parameter_count(cls, dim: int) -> tuple[int, str]:
+        """Parameters over `dim` (symbol d), weight and bias, and their formula."""
+        return 2 * dim, "2·d"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.dim)
         return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
@@ -84,6 +89,11 @@ class RMSNorm(nn.Module):
         _check_dim(dim, eps)
         self.dim, self.eps = dim, eps
         self.weight = nn.Parameter(torch.ones(dim))
+
+    @classmethod
+    def parameter_count(cls, dim: int) -> tuple[int, str]:
+        """Parameters over `dim` (symbol d), the weight only, and their formula."""
+        return dim, "d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.dim)
