@@ -19,18 +19,36 @@ Prompts of different lengths: `left_pad` them and pass its `attention_mask` (B, 
 each row then continues exactly as its prompt alone would (decoders that take attention_mask).
 Encoder-decoder models: `generate_seq2seq` encodes the source once and runs `generate()` on the decoder
 reading that memory, starting from `start_token`.
-Limits: `generate()` needs `model(input_ids, caches=..., only_last=True)` and `model.new_caches()`;
-prompt + new tokens must fit in the model's max_len (DataError otherwise); no beam search.
+Limits: `generate()` needs a `CausalLM` (below): `model(input_ids, caches=..., only_last=True)`,
+`model.new_caches()` and `model.config.max_len`; prompt + new tokens must fit in max_len (DataError
+otherwise); no beam search.
 """
 
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any, Protocol
 
 import torch
 
 from fmblocks.errors import ConfigError, DataError, ShapeError
 from fmblocks.models.output import ModelOutput
+
+
+class CausalLM(Protocol):
+    """What `generate()` needs from a model: a config with max_len, per-layer caches, and next-token logits."""
+
+    config: Any
+    training: bool
+
+    def new_caches(self) -> list: ...
+
+    def __call__(self, input_ids: torch.Tensor, *, caches: list | None = None, only_last: bool = False,
+                 attention_mask: torch.Tensor | None = None) -> ModelOutput: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
 
 
 def is_number(value: object) -> bool:
@@ -145,7 +163,7 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_token: int = 0) -> tuple[torc
 
 @torch.no_grad()
 def generate(
-    model: torch.nn.Module,
+    model: CausalLM,
     prompt: torch.Tensor,
     max_new_tokens: int,
     *,

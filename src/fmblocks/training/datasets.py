@@ -23,12 +23,14 @@ in a checkpoint) says where the data stands.
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from typing import Protocol
+
 import torch
 from torch import Tensor
 
 from fmblocks.errors import DataError, ShapeError
+from fmblocks.models.stack import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
 
 def derived_seed(*parts: int) -> int:
@@ -40,6 +42,15 @@ def derived_seed(*parts: int) -> int:
 def collate(examples: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Stack equal-shaped examples key by key: {k: (B, ...)}."""
     return {key: torch.stack([example[key] for example in examples]) for key in examples[0]}
+
+
+class TrainingData(Protocol):
+    """What `Trainer` needs from a dataset: its size and its examples (dicts of tensors); optionally a
+    `collate(examples) -> batch` and a `set_epoch(epoch)` called before each pass (fresh BERT masks)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
 
 
 class ExampleStream:

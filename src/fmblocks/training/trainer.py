@@ -45,7 +45,7 @@ from fmblocks.errors import (
 )
 from fmblocks.training import checkpoint as ckpt
 from fmblocks.training.config import TrainConfig
-from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, collate
+from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, TrainingData, collate
 from fmblocks.training.distributed import all_sum, barrier, init_distributed
 from fmblocks.training.interrupt import StopSignals
 from fmblocks.training.lock import run_lock
@@ -95,10 +95,10 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train_data: Any,
+        train_data: TrainingData,
         *,
         config: TrainConfig,
-        eval_data: Any = None,
+        eval_data: TrainingData | None = None,
         model_config: Any = None,
         out_dir: str | Path | None = None,
     ) -> None:
