@@ -8,7 +8,8 @@ The pair entry z_ij learns from the two other edges of every triangle (i, j, k):
     outgoing (Alg 11):  z~_ij = g_ij * Linear(LayerNorm(sum_k a_ik * b_jk))      edges i->k and j->k
     incoming (Alg 12):  z~_ij = g_ij * Linear(LayerNorm(sum_k a_ki * b_kj))      edges k->i and k->j
 
-Incoming is outgoing applied to the transposed pair tensor, transposed back. AlphaFold 3 (Algorithms
+Incoming is outgoing applied to the transposed pair tensor and transposed back, with the a and b
+weights trading places (sum_k a_ki b_kj is the (j, i) entry of sum_k b_ik a_jk on z^T). AlphaFold 3 (Algorithms
 12-13) is the same with every Linear bias-free: `bias=False`. Shapes: z (B, N, N, c_z) in and out;
 residue mask (B, N): a and b are zeroed on pairs touching a padded residue, so padding never reaches
 a real (i, j). `chunk_size` computes the triangle product `chunk_size` channels at a time (weights
