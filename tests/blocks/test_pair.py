@@ -386,3 +386,25 @@ def test_bad_options_fail_loudly() -> None:
         Transition(C_Z, kind="gelu")
     with pytest.raises(ConfigError, match="chunk_size"):
         TriangleMultiplicationOutgoing(C_Z, 6)(inputs()["z"], chunk_size=0)
+
+
+def test_triangle_operators_run_at_384_residues_in_chunks() -> None:
+    """N = 384 with a small c_z: chunks of 48 rows/channels agree with the einsum transcription on a few rows."""
+    torch.manual_seed(9)
+    n = 384
+    z, mask = torch.randn(1, n, n, 4), torch.ones(1, n)
+    mask[:, -20:] = 0
+    mult = randomized(TriangleMultiplicationOutgoing(4, 4), 9)
+    attention = randomized(TriangleAttentionEndingNode(4, 2, 1), 10)
+    with torch.no_grad():
+        torch.testing.assert_close(mult(z, mask, chunk_size=2), ref_triangle_multiplication(mult, z, mask), **TOL)
+        got = attention(z, mask, chunk_size=48)  # logits (1, N, 1, 48, N) instead of (1, N, 1, N, N)
+        columns = slice(0, 8)  # the ending-node reference for 8 columns j: (1, N, 8, c) out of (1, N, N, c)
+        att, zn = attention.attention, ln(z, attention.norm)
+        q, k, v = (heads(lin(zn, p), 1) for p in (att.q_proj, att.k_proj, att.v_proj))
+        logits = torch.einsum("bijhc,bkjhc->bhijk", q[:, :, columns], k[:, :, columns]) / math.sqrt(2)
+        bias = lin(zn, attention.pair_bias).permute(0, 3, 2, 1)[:, :, :, None, :]  # b_ki -> (B, H, i, 1, k)
+        pm = (mask[:, :, None] * mask[:, None, :]).transpose(1, 2)[:, None, None, columns]
+        o = torch.einsum("bhijk,bkjhc->bijhc", (logits + bias + neg(pm)).softmax(-1), v[:, :, columns])
+        expected = lin((heads(torch.sigmoid(lin(zn[:, :, columns], att.gate)), 1) * o).flatten(-2), att.out)
+        torch.testing.assert_close(got[:, :, columns], expected, **TOL)

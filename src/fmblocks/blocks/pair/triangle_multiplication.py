@@ -13,9 +13,9 @@ weights trading places (sum_k a_ki b_kj is the (j, i) entry of sum_k b_ik a_jk o
 12-13) is the same with every Linear bias-free: `bias=False`. Shapes: z (B, N, N, c_z) in and out;
 residue mask (B, N): a and b are zeroed on pairs touching a padded residue, so padding never reaches
 a real (i, j). `chunk_size` computes the triangle product `chunk_size` channels at a time (weights
-sliced per chunk), so the five (B, N, N, c) projection/gate buffers become (B, N, N, chunk_size);
-the result is identical. Limits: the product runs in the input dtype (the references cast to float32
-for half precision); no dropout; the in-place tricks of OpenFold's memory-saving path are not used.
+sliced per chunk), so the (B, N, N, c) projection/gate buffers become (B, N, N, chunk_size), and the
+output gating `chunk_size` rows at a time; the result is identical. Limits: the product runs in the
+input dtype (the references cast to float32 for half precision); no dropout; no in-place updates.
 """
 
 from typing import Literal
@@ -77,7 +77,13 @@ class TriangleMultiplication(nn.Module):
             if keep is not None:
                 a, b = a * keep, b * keep
             product[..., channels] = torch.einsum(equation, a, b)
-        return torch.sigmoid(self.gate(z)) * self.out(self.norm_out(product))
+        if chunk_size is None:
+            return torch.sigmoid(self.gate(z)) * self.out(self.norm_out(product))
+        out = torch.empty_like(z)  # the output gating, `chunk_size` rows i at a time
+        for start in range(0, z.shape[1], chunk_size):
+            rows = slice(start, start + chunk_size)
+            out[:, rows] = torch.sigmoid(self.gate(z[:, rows])) * self.out(self.norm_out(product[:, rows]))
+        return out
 
 
 class TriangleMultiplicationOutgoing(TriangleMultiplication):
