@@ -8,8 +8,8 @@ A position-wise two-layer MLP with a pre-LayerNorm, applied to every MSA entry, 
         x <- LayerNorm(x);  out = LinearNoBias(swish(LinearNoBias(x)) * LinearNoBias(x))
 
 Shapes: (..., c) -> (..., c); n = 4 in both papers. Being position-wise it needs no mask (padding
-stays padding). `chunk_size` runs `chunk_size` positions at a time, bounding the (..., n c) hidden
-buffer, which for a pair tensor is the largest activation of the block. Limits: no dropout.
+stays padding). `chunk_size` runs `chunk_size` slices of dim 1 at a time (pair rows, MSA sequences,
+tokens), bounding the (..., n c) hidden buffer, for a pair tensor the largest activation of a block. Limits: no dropout.
 """
 
 from typing import Literal
@@ -50,6 +50,5 @@ class Transition(nn.Module):
         x = self.norm(x)
         if chunk_size is None:
             return self._mlp(x)
-        flat = x.reshape(-1, x.shape[-1])  # (..., c) -> (positions, c)
-        parts = [self._mlp(flat[i : i + chunk_size]) for i in range(0, flat.shape[0], chunk_size)]
-        return torch.cat(parts).reshape(x.shape)
+        dim = 1 if x.dim() >= 3 else 0  # pair rows i, MSA sequences s, or tokens of (B, N, c)
+        return torch.cat([self._mlp(part) for part in x.split(chunk_size, dim=dim)], dim=dim)
