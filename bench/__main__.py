@@ -6,7 +6,7 @@ Each benchmark module has `main()`; figures are ratios against the reference mea
 import importlib
 import sys
 
-BENCHMARKS = ["attention", "tokenizers", "wordpiece", "generation", "training"]
+BENCHMARKS = ["attention", "tokenizers", "wordpiece", "generation", "training", "pair"]
 
 
 def run(names: list[str]) -> None:
