@@ -18,7 +18,13 @@ locked while training: a second `fmblocks train` into it is refused, naming the 
 in the checkpoint, and --objective, --context, --eval-fraction, --truncate in OUT/run.json), and a
 given flag that would change how the run trains is refused; only --steps (a longer or shorter run,
 whose schedule then ends at the new step count) and the flags about logging, evaluation, checkpoints,
-device and progress may change. Ctrl-C (or SIGTERM) stops at the next step with a checkpoint.
+device, progress, --compile and --peak-flops may change. Ctrl-C (or SIGTERM) stops at the next step
+with a checkpoint.
+
+Speed: --precision bf16 (autocast; CPU and CUDA) or fp16 (CUDA only), --compile (torch.compile, eager
+where the compiler is unavailable). The run starts by printing its parameters, tokens and FLOPs per
+step, device, precision and strategy; the progress bar shows tokens/s, an MFU estimate (against
+--peak-flops, or a default per device: see fmblocks.training.summary), the ETA and the latest eval loss.
 """
 
 import argparse
@@ -30,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fmblocks.errors import CheckpointError, ConfigError, CorruptFileError, TrainingInterrupted
-from fmblocks.training.config import TrainConfig
+from fmblocks.training.config import PRECISIONS, TrainConfig
 from fmblocks.training.runs import TOKENIZER_FILE
 
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
@@ -69,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         shown = f"(default {default})"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=keep, help=shown)
+        elif name == "precision":
+            parser.add_argument(flag, choices=PRECISIONS, default=keep,
+                                help=f"{shown}; bf16 autocast works on CPU and CUDA, fp16 (gradient scaling) on CUDA only")
         elif isinstance(default, list):
             parser.add_argument(flag, type=float, nargs=len(default), default=keep, help=shown)
         else:
@@ -197,6 +206,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     from fmblocks.tokenizers import load
     from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, find_checkpoint, resolve_checkpoint
     from fmblocks.training.corpus import causal_lm_data, masked_lm_data, read_documents
+    from fmblocks.training.summary import format_summary
     from fmblocks.training.trainer import Trainer
 
     objective = data["objective"]
@@ -232,6 +242,8 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     torch.manual_seed(train_config.seed)
     trainer = Trainer(build_model(model_config), train, config=train_config, eval_data=held_out,
                       model_config=model_config, out_dir=args.out)
+    if is_main and trainer.summary() is not None:
+        print(format_summary(trainer.summary()), file=sys.stderr)
     if args.resume:
         trainer.resume()
     elif is_main:
