@@ -240,3 +240,13 @@ def test_precision_is_saved_with_the_run_and_the_summary_is_printed(files, tmp_p
     with pytest.raises(SystemExit):
         train(files, tmp_path / "fp8", "--preset", "gpt2-style", *TINY, "--precision", "fp8")
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_a_char_tokenizer_is_built_from_the_data(files, tmp_path, capsys) -> None:
+    out = tmp_path / "char"
+    assert main(["train", "--data", str(files["text"]), "--tokenizer", "char", "--objective", "clm", "--out", str(out),
+                 "--preset", "gpt2-style", *TINY, "--steps", "2", *FAST]) == 0
+    tokenizer = load(out / "tokenizer.json")
+    assert tokenizer.vocab_size == len(set(TEXT)) and tokenizer.decode(tokenizer.encode(TEXT[:40])) == TEXT[:40]
+    resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress", "--steps", "3"]
+    assert main([*resume, "--tokenizer", "char"]) == 0  # the same data gives the same vocabulary

@@ -7,7 +7,8 @@
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
 
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
-tokenizer file, or a tokenizer kind that has defaults (protein, dna-kmer = 6-mers). FASTA files
+tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers), or char (one token per
+character of the data: a vocabulary of ~100, so a small model learns in minutes on a CPU). FASTA files
 (.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer for clm; text to gpt2. OUT
 receives tokenizer.json, run.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
 them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...); a run
@@ -99,10 +100,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def tokenizer_from(name: str) -> Any:
-    """A pretrained tokenizer, a saved tokenizer file, or a tokenizer kind built with its defaults."""
+def tokenizer_from(name: str, documents: list[str] | None = None) -> Any:
+    """A pretrained tokenizer, a saved tokenizer file, a tokenizer kind built with its defaults, or "char": one id
+    per character of `documents` (sorted)."""
     from fmblocks.tokenizers import PRETRAINED, TOKENIZERS, load
 
+    if name == "char" and documents is not None and not Path(name).exists():
+        return TOKENIZERS.get("char")(sorted(set().union(*map(set, documents))))
     if name in PRETRAINED or Path(name).exists() or name not in TOKENIZERS:
         return load(name)
     try:
@@ -214,7 +218,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     if args.resume:
         directory = resolve_checkpoint(args.out)
         tokenizer = load(args.out / TOKENIZER_FILE)
-        if args.tokenizer is not None and tokenizer_from(args.tokenizer).to_dict() != tokenizer.to_dict():
+        if args.tokenizer is not None and tokenizer_from(args.tokenizer, documents).to_dict() != tokenizer.to_dict():
             raise ConfigError(f"--tokenizer {args.tokenizer} is not the tokenizer {args.out} was trained with "
                               f"({args.out / TOKENIZER_FILE}); drop the flag to resume")
         saved = ModelConfig.load(directory / CONFIG_FILE)
@@ -230,7 +234,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
                                   "remove it (or choose another --out) to start afresh")
         if not (args.preset or args.config):
             raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
-        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"))
+        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"), documents)
         model_config = model_config_from(args, tokenizer.vocab_size, objective)
     if objective == "clm":
         train, held_out = causal_lm_data(documents, tokenizer, context=data["context"] or model_config.max_len,
