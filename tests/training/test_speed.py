@@ -119,3 +119,18 @@ def test_mixed_precision_and_compile_on_cuda(tiny_config, make_model, char_ids, 
                          precision=precision, compile=True, device="cuda", **QUIET)
     history = Trainer(make_model(tiny_config), CausalLMWindows(char_ids, 16), config=config).fit()
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.5
+
+
+def test_activation_checkpointing_gives_the_same_run(tiny_config, make_model, char_ids, tmp_path) -> None:
+    model_config = tiny_config.replace(dropout=0.1)  # the recomputation must draw the same dropout masks
+    data = CausalLMWindows(char_ids, 16)
+    config = TrainConfig(steps=4, batch_size=4, log_every=1, eval_every=0, **QUIET)
+    expected = Trainer(make_model(model_config), data, config=config, out_dir=tmp_path / "plain")
+    expected.fit()
+    model = make_model(model_config)
+    names = sorted(model.state_dict())
+    assert speed.checkpoint_activations(model) == model_config.n_layers
+    assert sorted(model.state_dict()) == names  # checkpoints keep their weight names
+    recomputed = Trainer(model, data, config=TrainConfig(**{**config.to_dict(), "activation_checkpointing": True}))
+    assert [r["train_loss"] for r in recomputed.fit()] == pytest.approx(
+        [r["train_loss"] for r in expected.history], abs=1e-6)

@@ -12,7 +12,8 @@ checkpoint only at the end of `fit`.
 Speed (see `speed.py`): `precision` is "fp32", "bf16" (autocast; CUDA and CPU) or "fp16" (autocast with
 gradient scaling; CUDA only); `compile` runs the training forward through `torch.compile`, falling back to
 eager with a message where the compiler is unavailable. `peak_flops` is the peak FLOP/s the MFU estimate of
-the progress bar divides by (0: the default of the device, see `summary.py`).
+the progress bar divides by (0: the default of the device, see `summary.py`). `activation_checkpointing`
+recomputes each block's activations in backward instead of keeping them (less memory, ~1/3 more time).
 """
 
 import dataclasses
@@ -49,6 +50,7 @@ class TrainConfig:
     precision: str = "fp32"
     compile: bool = False
     peak_flops: float = 0.0
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # JSON gives a list

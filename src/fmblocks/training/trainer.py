@@ -56,7 +56,7 @@ from fmblocks.training.interrupt import StopSignals
 from fmblocks.training.lock import run_lock
 from fmblocks.training.plots import plot_losses, write_csv
 from fmblocks.training.schedule import learning_rate
-from fmblocks.training.speed import autocast, check_precision, compiled, grad_scaler
+from fmblocks.training.speed import autocast, check_precision, checkpoint_activations, compiled, grad_scaler
 from fmblocks.training.state import checked_state, config_conflicts, restore_rng, rng_state
 
 Batch = dict[str, torch.Tensor]
@@ -114,6 +114,8 @@ class Trainer:
             raise ConfigError(f"batch_size {config.batch_size} must be divisible by the {self.dist.world_size} processes")
         check_precision(config.precision, self.dist.device)
         self.model = model.to(self.dist.device)
+        if config.activation_checkpointing:
+            checkpoint_activations(self.model)
         self.model_config = model_config if model_config is not None else getattr(model, "config", None)
         for name, data in (("training", train_data), ("evaluation", eval_data)):
             if data is not None:
