@@ -279,9 +279,12 @@ class Trainer:
 
             self._summary = None
             if isinstance(self.model_config, ModelConfig):
-                self._summary = run_summary(self.model_config, self.config, device=self.dist.device,
-                                            seq_len=getattr(self.train_data, "max_length", None),
-                                            world_size=self.dist.world_size)
+                try:
+                    self._summary = run_summary(self.model_config, self.config, device=self.dist.device,
+                                                seq_len=getattr(self.train_data, "max_length", None),
+                                                world_size=self.dist.world_size)
+                except ConfigError:  # a model fmblocks.cost has no formulas for: no summary, no MFU
+                    pass
         return self._summary
 
     def _progress(self, loss: float, lr: float, tokens: int, steps: int, seconds: float,
