@@ -220,3 +220,33 @@ def test_messages_name_the_flags_users_have(files, tmp_path, capsys) -> None:
     assert main(["explain", "--checkpoint", str(out), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "no tokenizer.json beside the checkpoint" in err and "pass a tokenizer" not in err
+
+
+def test_precision_is_saved_with_the_run_and_the_summary_is_printed(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(files, out, "--preset", "gpt2-style", *TINY, "--steps", "2", "--precision", "bf16") == 0
+    err = capsys.readouterr().err
+    for line in ("parameters:", "tokens per step: 128", "FLOPs per step:", "device: cpu", "precision: bf16",
+                 "strategy: single process", "peak for MFU:"):
+        assert line in err
+    resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress"]
+    assert main([*resume, "--steps", "3"]) == 0
+    assert read_state(out)["train_config"]["precision"] == "bf16"
+    assert main([*resume, "--steps", "4", "--precision", "fp32"]) == 2
+    assert "--precision 'fp32' (the run has 'bf16')" in capsys.readouterr().err
+    assert train(files, tmp_path / "fp16", "--preset", "gpt2-style", *TINY, "--steps", "1", "--precision", "fp16",
+                 "--device", "cpu") == 2
+    assert "'fp16' needs a CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train(files, tmp_path / "fp8", "--preset", "gpt2-style", *TINY, "--precision", "fp8")
+    assert "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_a_char_tokenizer_is_built_from_the_data(files, tmp_path, capsys) -> None:
+    out = tmp_path / "char"
+    assert main(["train", "--data", str(files["text"]), "--tokenizer", "char", "--objective", "clm", "--out", str(out),
+                 "--preset", "gpt2-style", *TINY, "--steps", "2", *FAST]) == 0
+    tokenizer = load(out / "tokenizer.json")
+    assert tokenizer.vocab_size == len(set(TEXT)) and tokenizer.decode(tokenizer.encode(TEXT[:40])) == TEXT[:40]
+    resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress", "--steps", "3"]
+    assert main([*resume, "--tokenizer", "char"]) == 0  # the same data gives the same vocabulary

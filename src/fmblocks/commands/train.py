@@ -7,7 +7,8 @@
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
 
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
-tokenizer file, or a tokenizer kind that has defaults (protein, dna-kmer = 6-mers). FASTA files
+tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers), or char (one token per
+character of the data: a vocabulary of ~100, so a small model learns in minutes on a CPU). FASTA files
 (.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer for clm; text to gpt2. OUT
 receives tokenizer.json, run.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
 them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...); a run
@@ -18,7 +19,13 @@ locked while training: a second `fmblocks train` into it is refused, naming the 
 in the checkpoint, and --objective, --context, --eval-fraction, --truncate in OUT/run.json), and a
 given flag that would change how the run trains is refused; only --steps (a longer or shorter run,
 whose schedule then ends at the new step count) and the flags about logging, evaluation, checkpoints,
-device and progress may change. Ctrl-C (or SIGTERM) stops at the next step with a checkpoint.
+device, progress, --compile and --peak-flops may change. Ctrl-C (or SIGTERM) stops at the next step
+with a checkpoint.
+
+Speed: --precision bf16 (autocast; CPU and CUDA) or fp16 (CUDA only), --compile (torch.compile, eager
+where the compiler is unavailable). The run starts by printing its parameters, tokens and FLOPs per
+step, device, precision and strategy; the progress bar shows tokens/s, an MFU estimate (against
+--peak-flops, or a default per device: see fmblocks.training.summary), the ETA and the latest eval loss.
 """
 
 import argparse
@@ -30,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from fmblocks.errors import CheckpointError, ConfigError, CorruptFileError, TrainingInterrupted
-from fmblocks.training.config import TrainConfig
+from fmblocks.training.config import PRECISIONS, TrainConfig
 from fmblocks.training.runs import TOKENIZER_FILE
 
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
@@ -69,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         shown = f"(default {default})"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=keep, help=shown)
+        elif name == "precision":
+            parser.add_argument(flag, choices=PRECISIONS, default=keep,
+                                help=f"{shown}; bf16 autocast works on CPU and CUDA, fp16 (gradient scaling) on CUDA only")
         elif isinstance(default, list):
             parser.add_argument(flag, type=float, nargs=len(default), default=keep, help=shown)
         else:
@@ -90,10 +100,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def tokenizer_from(name: str) -> Any:
-    """A pretrained tokenizer, a saved tokenizer file, or a tokenizer kind built with its defaults."""
+def tokenizer_from(name: str, documents: list[str] | None = None) -> Any:
+    """A pretrained tokenizer, a saved tokenizer file, a tokenizer kind built with its defaults, or "char": one id
+    per character of `documents` (sorted)."""
     from fmblocks.tokenizers import PRETRAINED, TOKENIZERS, load
 
+    if name == "char" and documents is not None and not Path(name).exists():
+        return TOKENIZERS.get("char")(sorted(set().union(*map(set, documents))))
     if name in PRETRAINED or Path(name).exists() or name not in TOKENIZERS:
         return load(name)
     try:
@@ -197,6 +210,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     from fmblocks.tokenizers import load
     from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, find_checkpoint, resolve_checkpoint
     from fmblocks.training.corpus import causal_lm_data, masked_lm_data, read_documents
+    from fmblocks.training.summary import format_summary
     from fmblocks.training.trainer import Trainer
 
     objective = data["objective"]
@@ -204,7 +218,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     if args.resume:
         directory = resolve_checkpoint(args.out)
         tokenizer = load(args.out / TOKENIZER_FILE)
-        if args.tokenizer is not None and tokenizer_from(args.tokenizer).to_dict() != tokenizer.to_dict():
+        if args.tokenizer is not None and tokenizer_from(args.tokenizer, documents).to_dict() != tokenizer.to_dict():
             raise ConfigError(f"--tokenizer {args.tokenizer} is not the tokenizer {args.out} was trained with "
                               f"({args.out / TOKENIZER_FILE}); drop the flag to resume")
         saved = ModelConfig.load(directory / CONFIG_FILE)
@@ -220,7 +234,7 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
                                   "remove it (or choose another --out) to start afresh")
         if not (args.preset or args.config):
             raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
-        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"))
+        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"), documents)
         model_config = model_config_from(args, tokenizer.vocab_size, objective)
     if objective == "clm":
         train, held_out = causal_lm_data(documents, tokenizer, context=data["context"] or model_config.max_len,
@@ -232,6 +246,8 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     torch.manual_seed(train_config.seed)
     trainer = Trainer(build_model(model_config), train, config=train_config, eval_data=held_out,
                       model_config=model_config, out_dir=args.out)
+    if is_main and trainer.summary() is not None:
+        print(format_summary(trainer.summary()), file=sys.stderr)
     if args.resume:
         trainer.resume()
     elif is_main:

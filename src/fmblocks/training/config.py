@@ -8,6 +8,12 @@ Learning rate: linear warmup over `warmup_steps`, then cosine decay from `lr` to
 at `steps` (see `schedule.py`). `grad_clip <= 0` disables clipping; `eval_every = 0` evaluates only
 at the end; `eval_batches = 0` evaluates on the whole eval set; `checkpoint_every = 0` writes a
 checkpoint only at the end of `fit`.
+
+Speed (see `speed.py`): `precision` is "fp32", "bf16" (autocast; CUDA and CPU) or "fp16" (autocast with
+gradient scaling; CUDA only); `compile` runs the training forward through `torch.compile`, falling back to
+eager with a message where the compiler is unavailable. `peak_flops` is the peak FLOP/s the MFU estimate of
+the progress bar divides by (0: the default of the device, see `summary.py`). `activation_checkpointing`
+recomputes each block's activations in backward instead of keeping them (less memory, ~1/3 more time).
 """
 
 import dataclasses
@@ -16,6 +22,8 @@ from typing import Any
 
 from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -39,6 +47,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    precision: str = "fp32"
+    compile: bool = False
+    peak_flops: float = 0.0
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # JSON gives a list
@@ -61,6 +73,13 @@ class TrainConfig:
             raise ConfigError("TrainConfig.weight_decay must be >= 0 and eps > 0")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
             raise ConfigError(f"TrainConfig.device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"TrainConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "fp16" and self.device.startswith(("cpu", "mps")):
+            raise ConfigError(f"TrainConfig.precision 'fp16' needs a CUDA device (it relies on a GradScaler), "
+                              f"got device {self.device!r}; use 'bf16' (or 'fp32') there")
+        if self.peak_flops < 0:
+            raise ConfigError(f"TrainConfig.peak_flops must be >= 0 (0: the device's default), got {self.peak_flops!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready data."""

@@ -24,7 +24,10 @@ from fmblocks.training.config import TrainConfig
 
 # TrainConfig fields a resumed run may change: they leave the updates alone (steps only moves the end of
 # the schedule). Every other field shapes the updates, so a checkpoint refuses a config that changes it.
-RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "checkpoint_every", "log_every", "device", "progress")
+# `compile` and `activation_checkpointing` change how a step is computed, not what it computes; `precision`
+# changes the updates, so it stays.
+RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "checkpoint_every", "log_every", "device", "progress",
+                    "compile", "peak_flops", "activation_checkpointing")
 
 
 def rng_state() -> dict[str, Any]:

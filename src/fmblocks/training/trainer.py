@@ -26,6 +26,11 @@ checks the directory is writable before the first step; it refuses to start afre
 checkpoint (resume it, or remove it). SIGINT/SIGTERM stop it at the next step boundary with a
 checkpoint and `TrainingInterrupted`. A NaN or infinite loss or gradient norm stops it with
 `NonFiniteError` before that update is applied, so the last checkpoint stays the last good one.
+
+Speed: `precision` bf16/fp16 runs the forward passes under autocast (fp16 with a GradScaler, whose state
+is checkpointed), `compile` runs the training forward through torch.compile (see `speed.py`). `summary()`
+gives the parameters, tokens and FLOPs per step (see `summary.py`); the progress bar shows the loss,
+tokens/s, an MFU estimate, the ETA and the latest eval loss.
 """
 
 import math
@@ -51,6 +56,7 @@ from fmblocks.training.interrupt import StopSignals
 from fmblocks.training.lock import run_lock
 from fmblocks.training.plots import plot_losses, write_csv
 from fmblocks.training.schedule import learning_rate
+from fmblocks.training.speed import autocast, check_precision, checkpoint_activations, compiled, grad_scaler
 from fmblocks.training.state import checked_state, config_conflicts, restore_rng, rng_state
 
 Batch = dict[str, torch.Tensor]
@@ -106,7 +112,10 @@ class Trainer:
         self.dist = init_distributed(config.device)
         if config.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {config.batch_size} must be divisible by the {self.dist.world_size} processes")
+        check_precision(config.precision, self.dist.device)
         self.model = model.to(self.dist.device)
+        if config.activation_checkpointing:
+            checkpoint_activations(self.model)
         self.model_config = model_config if model_config is not None else getattr(model, "config", None)
         for name, data in (("training", train_data), ("evaluation", eval_data)):
             if data is not None:
@@ -118,6 +127,9 @@ class Trainer:
         if self.dist.world_size > 1:
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.scaler = grad_scaler(config.precision, self.dist.device)
+        self._forward = compiled(self.network, announce=self.dist.is_main) if config.compile else self.network
+        self._summary: Any = False  # not computed yet
         self.step, self.position = 0, 0
         self.history: list[dict[str, Any]] = []
         self._pending: list[float] = []  # train losses since the last history row
@@ -158,6 +170,7 @@ class Trainer:
             "step": self.step, "position": self.position, "rng": rng_state(), "history": self.history,
             "pending_losses": self._pending, "train_config": self.config.to_dict(),
             "world_size": self.dist.world_size,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def resume(self, path: str | Path | None = None) -> None:
@@ -181,6 +194,8 @@ class Trainer:
         except RuntimeError as err:  # a byte list of the wrong length
             file = directory / ckpt.STATE_FILE
             raise CorruptCheckpointError(f"{file}: field 'rng' is not a generator state ({err})") from None
+        if self.scaler is not None and isinstance(state.get("scaler"), dict):
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.position = state["step"], state["position"]
         self.history, self._pending = state["history"], state["pending_losses"]
         self._resumed, self._saved_step = True, self.step
@@ -217,16 +232,20 @@ class Trainer:
             torch.manual_seed(config.seed)
         bar = tqdm(total=config.steps, initial=self.step, desc="train", unit="step",
                    disable=not (config.progress and self.dist.is_main), dynamic_ncols=True)
-        tokens, started = 0, time.perf_counter()
+        tokens, window, started = 0, 0, time.perf_counter()
+        eval_loss = next((r["eval_loss"] for r in reversed(self.history) if r.get("eval_loss") is not None), None)
         while self.step < end:
             lr = learning_rate(self.step, lr=config.lr, warmup_steps=config.warmup_steps,
                                total_steps=config.steps, min_lr_ratio=config.min_lr_ratio)
             loss, grad_norm, step_tokens = self._train_step(lr)
             self.step += 1
             tokens += step_tokens
+            window += 1
             self._pending.append(loss)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if not bar.disable:
+                bar.set_postfix(self._progress(loss, lr, tokens, window, time.perf_counter() - started, eval_loss),
+                                refresh=False)
             evaluate = self.eval_data is not None and (
                 (config.eval_every and self.step % config.eval_every == 0) or self.step == config.steps)
             if evaluate or self.step % config.log_every == 0 or self.step == config.steps:
@@ -236,8 +255,9 @@ class Trainer:
                     "eval_loss": self.evaluate() if evaluate else None, "grad_norm": grad_norm,
                     "tokens_per_s": tokens / elapsed if elapsed > 0 else None,
                 })
-                self._pending, tokens, started = [], 0, time.perf_counter()
+                self._pending, tokens, window, started = [], 0, 0, time.perf_counter()
                 if evaluate:
+                    eval_loss = self.history[-1]["eval_loss"]
                     self._report_eval(bar)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self._checkpoint()
@@ -249,6 +269,39 @@ class Trainer:
         if self._saved_step != self.step:
             self._checkpoint()
         return self.history
+
+    def summary(self) -> Any:
+        """The run's `summary.RunSummary` (parameters, tokens and FLOPs per step, ...); None when the model has
+        no ModelConfig that `fmblocks.cost` can cost."""
+        if self._summary is False:
+            from fmblocks.models import ModelConfig
+            from fmblocks.training.summary import run_summary
+
+            self._summary = None
+            if isinstance(self.model_config, ModelConfig):
+                try:
+                    self._summary = run_summary(self.model_config, self.config, device=self.dist.device,
+                                                seq_len=getattr(self.train_data, "max_length", None),
+                                                world_size=self.dist.world_size)
+                except ConfigError:  # a model fmblocks.cost has no formulas for: no summary, no MFU
+                    pass
+        return self._summary
+
+    def _progress(self, loss: float, lr: float, tokens: int, steps: int, seconds: float,
+                  eval_loss: float | None) -> dict[str, str]:
+        """The progress bar's figures: loss, lr, tokens/s and MFU (over the steps since the last log row), eval."""
+        from fmblocks.training.summary import mfu
+
+        shown = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+        if seconds > 0:
+            shown["tok/s"] = f"{tokens / seconds:,.0f}"
+            summary = self.summary()
+            utilisation = mfu(summary, seconds / steps) if summary is not None else None
+            if utilisation is not None:
+                shown["mfu~"] = f"{100 * utilisation:.1f}%"
+        if eval_loss is not None:
+            shown["eval"] = f"{eval_loss:.4f}"
+        return shown
 
     def _checkpoint(self) -> None:
         self.save()
@@ -292,18 +345,28 @@ class Trainer:
         for m, batch in enumerate(batches):
             last = m == len(batches) - 1
             with nullcontext() if last or world == 1 else self.network.no_sync():
-                loss = self.network(**batch).loss
-                (loss * (counts[m] * world / total)).backward()
+                with autocast(config.precision, device):
+                    loss = self._forward(**batch).loss.float()
+                weighted = loss * (counts[m] * world / total)
+                (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
             loss_sum += loss.detach().double() * counts[m]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
         tokens = torch.tensor(float(sum(map(count_tokens, batches))), dtype=torch.float64, device=device)
         sums = all_sum(torch.stack([loss_sum, tokens]), self.dist)  # (loss x targets, tokens) over all processes
         mean_loss = sums[0].item() / total
-        if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):  # the same on every process
+        # an infinite fp16 gradient is the GradScaler's business (it skips the step and lowers the scale)
+        scaled = self.scaler is not None
+        if not (math.isfinite(mean_loss) and (scaled or math.isfinite(grad_norm))):  # the same on every process
             self.optimizer.zero_grad(set_to_none=True)
             raise self._non_finite(mean_loss, grad_norm)
-        self.optimizer.step()
+        if scaled:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return mean_loss, grad_norm, int(sums[1].item())
 
@@ -350,7 +413,9 @@ class Trainer:
                 batch = self._to_device(getattr(data, "collate", collate)([data[i] for i in mine]))
                 count = count_targets(batch)
                 if count:
-                    loss_sum += self.model(**batch).loss.double() * count
+                    with autocast(self.config.precision, self.dist.device):
+                        loss = self.model(**batch).loss
+                    loss_sum += loss.double() * count
                     targets += count
         self.model.train(was_training)
         sums = torch.stack([loss_sum, torch.tensor(float(targets), dtype=torch.float64, device=self.dist.device)])
