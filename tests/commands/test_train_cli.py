@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fmblocks.cli import main
-from fmblocks.models import PRESETS
+from fmblocks.models import PRESETS, preset
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.bpe import train_bpe
 from fmblocks.training.checkpoint import load_checkpoint, read_state
@@ -93,6 +93,24 @@ def test_refusals_are_clear(files, tmp_path, capsys) -> None:
     assert train(files, tmp_path / "long", "--preset", "gpt2-style", *TINY, "--context", "64", "--steps", "1") == 2
     assert "longer than the model's context of 32" in capsys.readouterr().err
     assert not (tmp_path / "long" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "inf"], "TrainConfig.lr must be a finite float, got inf"),
+    (["--weight-decay", "nan"], "TrainConfig.weight_decay must be a finite float, got nan"),
+    (["--set", "eps=NaN"], "ModelConfig.eps must be a finite float, got nan"),
+])
+def test_non_finite_numbers_are_refused_before_training(files, tmp_path, capsys, flags, message) -> None:
+    assert train(files, tmp_path / "run", "--preset", "gpt2-style", *TINY, "--steps", "1", *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_a_config_file_with_nan_is_refused(files, tmp_path, capsys) -> None:
+    config = tmp_path / "model.json"
+    config.write_text(json.dumps({**preset("gpt2-style").to_dict(), "eps": float("nan")}))  # writes NaN
+    assert train(files, tmp_path / "run", "--config", str(config), "--steps", "1") == 2
+    assert "ModelConfig.eps must be a finite float, got nan" in capsys.readouterr().err
 
 
 def write_fasta(path: Path, sequences: list[str]) -> Path:
