@@ -294,6 +294,7 @@ class MultiHeadAttention(nn.Module):
     """y = o_proj(concat_h Attention(x W_q^h, c W_k^h, c W_v^h)), c = context or x; (B, T, D) -> (B, T, D).
 
     q_proj: D -> H*Dh, k_proj/v_proj: Dc -> H_kv*Dh (Dc = d_context or D), o_proj: H*Dh -> D, Dh = D / H.
+    `bias` puts biases on all four projections; `qkv_bias` (when not None) overrides it for q, k, v (Qwen2).
     `core` names the attention core and `core_options` are its options (e.g. core="sparse", window=8).
     `mask` is broadcastable to (B, H, T, S); `causal` masks future keys (with the cache offset).
     `positional` (a PositionScheme) rotates q and k at `positions` (default: cache.length .. cache.length
@@ -311,6 +312,7 @@ class MultiHeadAttention(nn.Module):
         *,
         n_kv_heads: int | None = None,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         dropout: float = 0.0,
         core: str = "sdpa",
         d_context: int | None = None,
@@ -328,9 +330,10 @@ class MultiHeadAttention(nn.Module):
         self.dropout, self.core_name = dropout, core
         self.core = build_core(core, **core_options)
         object.__setattr__(self, "positional", positional)  # shared by reference, not registered (see above)
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
 
     @classmethod
@@ -342,7 +345,8 @@ class MultiHeadAttention(nn.Module):
     def from_spec(
         cls, spec: MixerSpec, *, positional: PositionScheme | None = None, **core_options: object
     ) -> "MultiHeadAttention":
-        return cls(spec.d_model, spec.n_heads, n_kv_heads=spec.n_kv_heads, bias=spec.bias, dropout=spec.dropout,
+        return cls(spec.d_model, spec.n_heads, n_kv_heads=spec.n_kv_heads, bias=spec.bias, qkv_bias=spec.qkv_bias,
+                   dropout=spec.dropout,
                    core=spec.core, d_context=spec.d_context, positional=positional, **core_options)
 
     def new_cache(self) -> KVCache:

@@ -23,6 +23,7 @@ Fields (the names are the team contract):
   bias           biases in the blocks' linear layers (attention projections, feed-forward) and the encoder's
                  MLM head; LayerNorm always keeps its bias (RMSNorm has none), the ViT's patch embedding and
                  head always have one, the decoders' lm_head never
+  qkv_bias       biases on the attention q/k/v projections only (None = as `bias`; Qwen2: True with bias False)
   dropout, eps, rope_base, tie_embeddings (output projection shares the token embedding matrix)
   type_vocab_size  BERT segment embeddings (0 = none)
   n_classes, image_size, patch_size, channels   ViT classification
@@ -68,6 +69,7 @@ class ModelConfig:
     pos_options: dict = field(default_factory=dict)
     n_kv_heads: int | None = None
     bias: bool = True
+    qkv_bias: bool | None = None
     dropout: float = 0.0
     tie_embeddings: bool = True
     eps: float = 1e-5
@@ -107,7 +109,7 @@ class ModelConfig:
         from fmblocks.blocks.mixers import MixerSpec
 
         return MixerSpec(self.d_model, self.n_heads, n_kv_heads=self.n_kv_heads, max_len=self.max_len,
-                         bias=self.bias, dropout=self.dropout, core=self.attention)
+                         bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout, core=self.attention)
 
     def build_positions(self, max_len: int | None = None) -> Any:
         """The position scheme of this model (over max_len positions, default config.max_len)."""
