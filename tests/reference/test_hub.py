@@ -171,6 +171,54 @@ def test_greedy_generation_equals_transformers(tmp_path: Path) -> None:
     assert torch.equal(mine[:, -8:], theirs[:, -8:])
 
 
+def bert(cls: str = "BertForMaskedLM") -> torch.nn.Module:
+    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                     intermediate_size=D_FF, max_position_embeddings=24, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)
+    return randomize(getattr(transformers, cls)(config))
+
+
+def test_bert_masked_lm_with_padding_and_token_types(tmp_path: Path) -> None:
+    ref = bert()
+    path = hf_dir(ref, tmp_path / "hf")
+    ours = from_pretrained(path)
+    x, types = ids(12), torch.randint(0, 2, (2, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, 8:] = 0
+    with torch.no_grad():
+        expected = ref(x, attention_mask=mask, token_type_ids=types).logits
+        got = ours(x, attention_mask=mask, token_type_ids=types).logits
+    real = mask.bool()
+    assert (got[real] - expected[real]).abs().max().item() < TOL
+    save_pretrained(ours, tmp_path / "ours")
+    saved, original = load_file(tmp_path / "ours" / "model.safetensors"), load_original(path)
+    assert sorted(saved) == sorted(original) and all(torch.equal(saved[n], original[n]) for n in original)
+    back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.equal(back(x, attention_mask=mask, token_type_ids=types).logits, expected)
+
+
+def test_bert_model_has_no_head_and_saves_without_one(tmp_path: Path) -> None:
+    ref = bert("BertModel")
+    ours = from_pretrained(hf_dir(ref, tmp_path / "hf"))
+    x = ids(10)
+    with torch.no_grad():
+        assert (ours.encode(x) - ref(x).last_hidden_state).abs().max().item() < TOL
+    save_pretrained(ours, tmp_path / "ours")
+    saved = load_file(tmp_path / "ours" / "model.safetensors")
+    assert not any(name.startswith(("cls.", "bert.")) for name in saved)  # BertModel layout, pooler not kept
+    back = transformers.BertModel.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.equal(back(x).last_hidden_state, ref(x).last_hidden_state)
+
+
+def test_shipped_minilm_loads_through_from_pretrained() -> None:
+    from fmblocks.models.pretrained import minilm_path
+
+    model = from_pretrained(minilm_path())
+    assert (model.hub_arch, model.config.d_model, model.config.n_layers) == ("bert", 384, 6)
+
+
 # --- bad directories ---------------------------------------------------------------------------------------
 
 
@@ -215,7 +263,7 @@ def test_missing_files_and_wrong_shapes(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no config.json"):
         from_pretrained(tmp_path)
     path = edited(tmp_path, n_embd=2 * D)
-    with pytest.raises(CheckpointError, match=r"transformer\.wte\.weight has shape"):
+    with pytest.raises(CheckpointError, match=r"transformer\.wte\.weight: shape \(61, 32\) in the checkpoint"):
         from_pretrained(path)
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors"):

@@ -8,7 +8,7 @@ One module per architecture (gpt2, llama, mistral, qwen2, bert), each its weight
 its config translation; loader.py holds what they share. Importing the package registers them all.
 """
 
-from fmblocks.models.hub import gpt2, llama, mistral, qwen2  # noqa: F401  (register the architectures)
+from fmblocks.models.hub import bert, gpt2, llama, mistral, qwen2  # noqa: F401  (register the architectures)
 from fmblocks.models.hub.loader import ARCHITECTURES, HubArch, Weight, from_pretrained, hub_state_dict, save_pretrained
 
 __all__ = ["ARCHITECTURES", "HubArch", "Weight", "from_pretrained", "hub_state_dict", "save_pretrained"]

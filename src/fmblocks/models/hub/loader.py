@@ -12,6 +12,7 @@ An architecture (`HubArch`, one module each) is data plus two config translation
                                 (GPT-2's c_attn = [q; k; v]); transposed = stored (in, out) (Conv1D)
     tied                        their name of the output matrix omitted when the embeddings are tied
     ignored                     a regex of their tensors that have no place in the model (buffers, pooler)
+    absent                      a regex of our tensors it does not store (BertModel: the MLM head)
     to_config(hf) / from_config(config)   config.json dict <-> ModelConfig (CheckpointError naming a field
                                 fmblocks does not implement, with the values it does)
 
@@ -25,7 +26,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,8 +58,7 @@ class HubArch:
     from_config: Callable[[ModelConfig], dict]
     tied: str = "lm_head.weight"
     ignored: str = r"^$"
-    prefix: str = ""  # stripped from their names on load (e.g. "bert." of BertForMaskedLM); never written
-    extra: dict = field(default_factory=dict)
+    absent: str = r"^$"  # our tensors this architecture does not store (freshly initialised on load)
 
 
 ARCHITECTURES: dict[str, HubArch] = {}
@@ -123,7 +123,7 @@ def name_plan(arch: HubArch, config: ModelConfig, ours: dict[str, torch.Tensor])
     if config.tie_embeddings:
         plan.pop(arch.tied, None)
     covered = {n for names, _ in plan.values() for n in names}
-    left = [n for n in ours if n not in covered and not _is_tied(n, ours, covered)]
+    left = [n for n in ours if n not in covered and not _is_tied(n, ours, covered) and not re.match(arch.absent, n)]
     if left:
         raise CheckpointError(f"{arch.name}: fmblocks tensors with no checkpoint name: {left[:5]}")
     return plan
@@ -178,10 +178,14 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def arch_of(hf: dict) -> HubArch:
-    """The architecture of a config.json dict by its model_type (CheckpointError listing the supported)."""
-    for arch in ARCHITECTURES.values():
-        if hf.get("model_type") in arch.model_types:
+    """The architecture of a config.json dict: by model_type, then by the class in `architectures`
+    (CheckpointError listing the supported)."""
+    candidates = [a for a in ARCHITECTURES.values() if hf.get("model_type") in a.model_types]
+    for arch in candidates:
+        if arch.hf_class in (hf.get("architectures") or []):
             return arch
+    if candidates:
+        return candidates[-1]
     known = sorted(t for a in ARCHITECTURES.values() for t in a.model_types)
     raise CheckpointError(f"model_type {hf.get('model_type')!r} (architectures {hf.get('architectures')}) is not "
                           f"supported; supported model types: {', '.join(known)}")
@@ -195,7 +199,7 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
     hf = read_config(path)
     arch = arch_of(hf)
     config = arch.to_config(hf)
-    tensors = {name.removeprefix(arch.prefix) if arch.prefix else name: t for name, t in read_weights(path).items()}
+    tensors = read_weights(path)
     with torch.device("meta"):  # no random init: every weight comes from the checkpoint
         model = build_model(config)
     _materialize(model)
@@ -203,23 +207,26 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
     model = model.to(floating[0] if floating else torch.float32)
     ours = model.state_dict()
     plan = name_plan(arch, config, ours)
-    missing = [theirs for theirs in plan if theirs not in tensors]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing[:5]} ({len(missing)} in all)")
     state = {}
     for theirs, (names, transposed) in plan.items():
+        if theirs not in tensors:
+            continue
         tensor = tensors[theirs].T if transposed else tensors[theirs]
         parts = tensor.split([ours[n].shape[0] for n in names]) if len(names) > 1 else [tensor]
         for name, part in zip(names, parts):
             if part.shape != ours[name].shape:
-                raise CheckpointError(f"{path}: {theirs} has shape {tuple(tensors[theirs].shape)}, which does not "
-                                      f"give {name} its shape {tuple(ours[name].shape)}")
+                raise CheckpointError(f"{path}: {theirs}: shape {tuple(tensors[theirs].shape)} in the checkpoint "
+                                      f"does not give {name} its shape {tuple(ours[name].shape)}")
             state[name] = part
+    missing = [theirs for theirs in plan if theirs not in tensors]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing[:5]} ({len(missing)} in all)")
     unused = sorted(n for n in tensors if n not in plan and n != arch.tied and not re.match(arch.ignored, n))
     if unused:
         raise CheckpointError(f"{path}: checkpoint tensors with no place in the {arch.name} model: {unused[:5]}")
     model.load_state_dict(state, strict=False, assign=False)
-    _reset_buffers(model, config)
+    covered = set(state)
+    _fill_fresh(model, config, [n for n in ours if re.match(arch.absent, n) and not _is_tied(n, ours, covered)])
     model.hub_arch, model.hub_config = arch.name, hf
     return model.eval()
 
@@ -239,14 +246,19 @@ def _materialize(model: nn.Module) -> None:
         setattr(model.get_submodule(owner), attr, model.get_parameter(source))
 
 
-def _reset_buffers(model: nn.Module, config: ModelConfig) -> None:
-    """Non-persistent buffers (e.g. sinusoidal tables) are lost by building on meta: copy a fresh model's."""
+def _fill_fresh(model: nn.Module, config: ModelConfig, absent: list[str]) -> None:
+    """Copy a freshly built model's non-persistent buffers (lost on meta) and the tensors in `absent`."""
     from fmblocks.models import build_model
 
-    buffers = dict(model.named_buffers())
-    fresh = dict(build_model(config).named_buffers()) if buffers else {}
-    for name, buffer in buffers.items():
-        buffer.copy_(fresh[name])
+    buffers = [name for name, _ in model.named_buffers() if name not in model.state_dict()]
+    if not buffers and not absent:
+        return
+    fresh = build_model(config).to(next(model.parameters()).dtype)
+    values = {**dict(fresh.named_buffers()), **fresh.state_dict()}
+    targets = {**dict(model.named_buffers()), **dict(model.named_parameters())}
+    with torch.no_grad():
+        for name in buffers + absent:
+            targets[name].copy_(values[name])
 
 
 # --- writing ---------------------------------------------------------------------------------------------
