@@ -277,3 +277,24 @@ def test_a_model_no_architecture_expresses_is_refused(tmp_path: Path) -> None:
                                max_len=16, pos="alibi"))
     with pytest.raises(CheckpointError, match=r"gpt2: gpt2 cannot express pos='alibi'"):
         save_pretrained(model, tmp_path / "out")
+
+
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_vit_image_classification(tmp_path: Path, qkv_bias: bool) -> None:
+    config = transformers.ViTConfig(hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                    intermediate_size=D_FF, image_size=12, patch_size=4, num_channels=3, num_labels=5,
+                                    qkv_bias=qkv_bias, id2label={i: f"digit {i}" for i in range(5)})
+    ref = randomize(transformers.ViTForImageClassification(config))
+    path = hf_dir(ref, tmp_path / "hf")
+    ours = from_pretrained(path)
+    images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ref(images).logits
+        assert (ours(images).logits - expected).abs().max().item() < TOL
+    save_pretrained(ours, tmp_path / "ours")
+    saved, original = load_file(tmp_path / "ours" / "model.safetensors"), load_original(path)
+    assert sorted(saved) == sorted(original) and all(torch.equal(saved[n], original[n]) for n in original)
+    back = transformers.ViTForImageClassification.from_pretrained(tmp_path / "ours").eval()
+    assert back.config.id2label[3] == "digit 3"
+    with torch.no_grad():
+        assert torch.equal(back(images).logits, expected)

@@ -5,7 +5,7 @@ query, key and value projections into one c_attn = [q; k; v] along the output di
 
     transformer.wte / wpe                    embed.tokens / embed.positions.embedding
     transformer.h.i.ln_1, ln_2               stack.layers.i.norm1, norm2
-    transformer.h.i.attn.c_attn  (T, fused)  stack.layers.i.attn.q_proj, k_proj, v_proj
+    transformer.h.i.attn.c_attn  (T, fused)  stack.layers.i.attn.q_proj, k_proj, v_proj    (T: layout "conv1d")
     transformer.h.i.attn.c_proj  (T)         stack.layers.i.attn.o_proj
     transformer.h.i.mlp.c_fc, c_proj  (T)    stack.layers.i.ffn.fc_in, fc_out
     transformer.ln_f, lm_head                stack.final_norm, lm_head (omitted when tied)
@@ -21,11 +21,11 @@ L = "stack.layers.{i}."
 WEIGHTS = [
     Weight("embed.tokens", "transformer.wte"),
     Weight("embed.positions.embedding", "transformer.wpe"),
-    Weight((L + "attn.q_proj", L + "attn.k_proj", L + "attn.v_proj"), "transformer.h.{i}.attn.c_attn", True),
-    Weight(L + "attn.o_proj", "transformer.h.{i}.attn.c_proj", True),
+    Weight((L + "attn.q_proj", L + "attn.k_proj", L + "attn.v_proj"), "transformer.h.{i}.attn.c_attn", "conv1d"),
+    Weight(L + "attn.o_proj", "transformer.h.{i}.attn.c_proj", "conv1d"),
     Weight(L + "norm1", "transformer.h.{i}.ln_1"),
-    Weight(L + "ffn.fc_in", "transformer.h.{i}.mlp.c_fc", True),
-    Weight(L + "ffn.fc_out", "transformer.h.{i}.mlp.c_proj", True),
+    Weight(L + "ffn.fc_in", "transformer.h.{i}.mlp.c_fc", "conv1d"),
+    Weight(L + "ffn.fc_out", "transformer.h.{i}.mlp.c_proj", "conv1d"),
     Weight(L + "norm2", "transformer.h.{i}.ln_2"),
     Weight("stack.final_norm", "transformer.ln_f"),
     Weight("lm_head", "lm_head"),

@@ -6,11 +6,13 @@
 
 An architecture (`HubArch`, one module each) is data plus two config translations:
     model_types, hf_class       the config.json names it reads and writes
-    weights                     the weight-name map: `Weight(ours, theirs, transposed)` entries, names
-                                being prefixes ("{i}" = layer index) completed by ".weight" / ".bias";
-                                `ours` a tuple = several of our tensors fused along dim 0 in theirs
-                                (GPT-2's c_attn = [q; k; v]); transposed = stored (in, out) (Conv1D)
+    weights                     the weight-name map: `Weight(ours, theirs, layout)` entries, names
+                                being prefixes ("{i}" = layer index) completed by ".weight" / ".bias"
+                                (or whole names); `ours` a tuple = several of our tensors fused along
+                                dim 0 in theirs (GPT-2's c_attn = [q; k; v]); `layout` a key of LAYOUTS
+                                when they store the tensor in another shape (Conv1D's (in, out), ...)
     tied                        their name of the output matrix omitted when the embeddings are tied
+    metadata                    config.json fields kept from the loaded config on save (class labels)
     ignored                     a regex of their tensors that have no place in the model (buffers, pooler)
     absent                      a regex of our tensors it does not store (BertModel: the MLM head)
     to_config(hf) / from_config(config)   config.json dict <-> ModelConfig (CheckpointError naming a field
@@ -43,7 +45,24 @@ class Weight(NamedTuple):
 
     ours: str | tuple[str, ...]
     theirs: str
-    transposed: bool = False
+    layout: str = ""
+
+
+def _patch_to_ours(t: torch.Tensor, c: ModelConfig) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1) if t.dim() == 4 else t  # (D, C, P, P) -> (D, P*P*C)
+
+
+def _patch_to_theirs(t: torch.Tensor, c: ModelConfig) -> torch.Tensor:
+    return t.reshape(t.shape[0], c.patch_size, c.patch_size, c.channels).permute(0, 3, 1, 2) if t.dim() == 2 else t
+
+
+# layout -> (their tensor -> ours, ours -> theirs); biases (1-D) pass through the weight layouts unchanged
+LAYOUTS: dict[str, tuple[Callable, Callable]] = {
+    "": (lambda t, c: t, lambda t, c: t),
+    "conv1d": (lambda t, c: t.T if t.dim() == 2 else t, lambda t, c: t.T if t.dim() == 2 else t),  # (in, out)
+    "patch": (_patch_to_ours, _patch_to_theirs),  # a stride-P Conv2d (D, C, P, P) as PatchEmbed's (D, P*P*C)
+    "batch1": (lambda t, c: t[0], lambda t, c: t[None]),  # (1, N, D) <-> (N, D)
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,7 @@ class HubArch:
     to_config: Callable[[dict], ModelConfig]
     from_config: Callable[[ModelConfig], dict]
     tied: str = "lm_head.weight"
+    metadata: tuple[str, ...] = ()
     ignored: str = r"^$"
     absent: str = r"^$"  # our tensors this architecture does not store (freshly initialised on load)
 
@@ -109,17 +129,17 @@ def build_config(hub_arch: str, **fields: Any) -> ModelConfig:
 # --- the name plan: their tensor -> our tensors ---------------------------------------------------------
 
 
-def name_plan(arch: HubArch, config: ModelConfig, ours: dict[str, torch.Tensor]) -> dict[str, tuple[list[str], bool]]:
-    """Their name -> (our names fused along dim 0, transposed) for every tensor of `ours` (a state dict)."""
-    plan: dict[str, tuple[list[str], bool]] = {}
+def name_plan(arch: HubArch, config: ModelConfig, ours: dict[str, torch.Tensor]) -> dict[str, tuple[list[str], str]]:
+    """Their name -> (our names fused along dim 0, layout) for every tensor of `ours` (a state dict)."""
+    plan: dict[str, tuple[list[str], str]] = {}
     for weight in arch.weights:
         mine = (weight.ours,) if isinstance(weight.ours, str) else weight.ours
         layers = range(config.n_layers) if "{i}" in weight.theirs else [None]
         for i in layers:
-            for suffix in (".weight", ".bias"):
+            for suffix in (".weight", ".bias", ""):
                 names = [m.replace("{i}", str(i)) + suffix for m in mine]
                 if all(n in ours for n in names):
-                    plan[weight.theirs.replace("{i}", str(i)) + suffix] = (names, weight.transposed and suffix == ".weight")
+                    plan[weight.theirs.replace("{i}", str(i)) + suffix] = (names, weight.layout)
     if config.tie_embeddings:
         plan.pop(arch.tied, None)
     covered = {n for names, _ in plan.values() for n in names}
@@ -208,10 +228,10 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
     ours = model.state_dict()
     plan = name_plan(arch, config, ours)
     state = {}
-    for theirs, (names, transposed) in plan.items():
+    for theirs, (names, layout) in plan.items():
         if theirs not in tensors:
             continue
-        tensor = tensors[theirs].T if transposed else tensors[theirs]
+        tensor = LAYOUTS[layout][0](tensors[theirs], config)
         parts = tensor.split([ours[n].shape[0] for n in names]) if len(names) > 1 else [tensor]
         for name, part in zip(names, parts):
             if part.shape != ours[name].shape:
@@ -268,9 +288,9 @@ def hub_state_dict(model: nn.Module, arch: HubArch) -> dict[str, torch.Tensor]:
     """The model's weights under the architecture's checkpoint names (fused, transposed as it stores them)."""
     ours = model.state_dict()
     tensors = {}
-    for theirs, (names, transposed) in name_plan(arch, model.config, ours).items():
+    for theirs, (names, layout) in name_plan(arch, model.config, ours).items():
         tensor = torch.cat([ours[n] for n in names]) if len(names) > 1 else ours[names[0]]
-        tensors[theirs] = (tensor.T if transposed else tensor).detach().contiguous().clone()
+        tensors[theirs] = LAYOUTS[layout][1](tensor, model.config).detach().contiguous().clone()
     return tensors
 
 
@@ -295,7 +315,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | No
         raise CheckpointError("no Hugging Face architecture can express this model: " + "; ".join(reasons))
     original = getattr(model, "hub_config", None) or {}
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    document = {**original, "dtype": dtype, **hf}
+    document = {**original, "dtype": dtype, **hf, **{k: original[k] for k in chosen.metadata if k in original}}
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     write_tensors(path / "model.safetensors", hub_state_dict(model, chosen), metadata={"format": "pt"})
