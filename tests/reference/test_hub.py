@@ -298,3 +298,31 @@ def test_vit_image_classification(tmp_path: Path, qkv_bias: bool) -> None:
     assert back.config.id2label[3] == "digit 3"
     with torch.no_grad():
         assert torch.equal(back(images).logits, expected)
+
+
+def test_esm2_masked_lm_with_token_dropout_and_padding(tmp_path: Path) -> None:
+    config = transformers.EsmConfig(vocab_size=33, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                    intermediate_size=D_FF, max_position_embeddings=40, position_embedding_type="rotary",
+                                    token_dropout=True, mask_token_id=32, pad_token_id=1, layer_norm_eps=1e-5,
+                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ref = randomize(transformers.EsmForMaskedLM(config))
+    path = hf_dir(ref, tmp_path / "hf")
+    ours = from_pretrained(path)
+    assert ours.config.token_dropout == 32
+    x = torch.randint(4, 30, (2, 14), generator=torch.Generator().manual_seed(2))
+    x[0, 3] = x[0, 7] = x[1, 2] = 32  # mask tokens: zeroed, the rows rescaled
+    mask = torch.ones(2, 14, dtype=torch.long)
+    x[1, 10:], mask[1, 10:] = 1, 0  # right padding
+    with torch.no_grad():
+        expected = ref(x, attention_mask=mask).logits
+        got = ours(x, attention_mask=mask).logits
+    real = mask.bool()
+    assert (got[real] - expected[real]).abs().max().item() < TOL
+    save_pretrained(ours, tmp_path / "ours")
+    saved = load_file(tmp_path / "ours" / "model.safetensors")
+    original = {n.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): t
+                for n, t in load_original(path).items() if "contact_head" not in n and "inv_freq" not in n}
+    assert sorted(saved) == sorted(original) and all(torch.equal(saved[n], original[n]) for n in original)
+    back = transformers.EsmForMaskedLM.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.equal(back(x, attention_mask=mask).logits, expected)

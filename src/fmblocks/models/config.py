@@ -26,6 +26,8 @@ Fields (the names are the team contract):
   qkv_bias       biases on the attention q/k/v projections only (None = as `bias`; Qwen2: True with bias False)
   dropout, eps, rope_base, tie_embeddings (output projection shares the token embedding matrix)
   type_vocab_size  BERT segment embeddings (0 = none)
+  token_dropout  encoders: ESM-2's token dropout, the id of the mask token whose embeddings are zeroed, the
+                 others rescaled by (1 - 0.12) / (1 - the row's observed mask ratio) (None = off)
   n_classes, image_size, patch_size, channels   ViT classification
   n_decoder_layers encoder-decoder: decoder depth (0 = same as n_layers)
 
@@ -75,6 +77,7 @@ class ModelConfig:
     eps: float = 1e-5
     rope_base: float = 10000.0
     type_vocab_size: int = 0
+    token_dropout: int | None = None
     n_classes: int = 0
     image_size: int = 0
     patch_size: int = 0

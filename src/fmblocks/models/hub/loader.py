@@ -13,8 +13,9 @@ An architecture (`HubArch`, one module each) is data plus two config translation
                                 when they store the tensor in another shape (Conv1D's (in, out), ...)
     tied                        their name of the output matrix omitted when the embeddings are tied
     metadata                    config.json fields kept from the loaded config on save (class labels)
-    ignored                     a regex of their tensors that have no place in the model (buffers, pooler)
+    ignored                     a regex (searched) of their tensors that have no place in the model (buffers, pooler)
     absent                      a regex of our tensors it does not store (BertModel: the MLM head)
+    aliases                     (regex, replacement) pairs for legacy names in their files (read only)
     to_config(hf) / from_config(config)   config.json dict <-> ModelConfig (CheckpointError naming a field
                                 fmblocks does not implement, with the values it does)
 
@@ -79,6 +80,7 @@ class HubArch:
     metadata: tuple[str, ...] = ()
     ignored: str = r"^$"
     absent: str = r"^$"  # our tensors this architecture does not store (freshly initialised on load)
+    aliases: tuple = ()  # (regex, replacement) renaming legacy checkpoint names on load (ESM's gamma/beta)
 
 
 ARCHITECTURES: dict[str, HubArch] = {}
@@ -143,7 +145,7 @@ def name_plan(arch: HubArch, config: ModelConfig, ours: dict[str, torch.Tensor])
     if config.tie_embeddings:
         plan.pop(arch.tied, None)
     covered = {n for names, _ in plan.values() for n in names}
-    left = [n for n in ours if n not in covered and not _is_tied(n, ours, covered) and not re.match(arch.absent, n)]
+    left = [n for n in ours if n not in covered and not _is_tied(n, ours, covered) and not re.search(arch.absent, n)]
     if left:
         raise CheckpointError(f"{arch.name}: fmblocks tensors with no checkpoint name: {left[:5]}")
     return plan
@@ -220,6 +222,8 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
     arch = arch_of(hf)
     config = arch.to_config(hf)
     tensors = read_weights(path)
+    for pattern, replacement in arch.aliases:
+        tensors = {re.sub(pattern, replacement, name): t for name, t in tensors.items()}
     with torch.device("meta"):  # no random init: every weight comes from the checkpoint
         model = build_model(config)
     _materialize(model)
@@ -241,12 +245,12 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
     missing = [theirs for theirs in plan if theirs not in tensors]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing[:5]} ({len(missing)} in all)")
-    unused = sorted(n for n in tensors if n not in plan and n != arch.tied and not re.match(arch.ignored, n))
+    unused = sorted(n for n in tensors if n not in plan and n != arch.tied and not re.search(arch.ignored, n))
     if unused:
         raise CheckpointError(f"{path}: checkpoint tensors with no place in the {arch.name} model: {unused[:5]}")
     model.load_state_dict(state, strict=False, assign=False)
     covered = set(state)
-    _fill_fresh(model, config, [n for n in ours if re.match(arch.absent, n) and not _is_tied(n, ours, covered)])
+    _fill_fresh(model, config, [n for n in ours if re.search(arch.absent, n) and not _is_tied(n, ours, covered)])
     model.hub_arch, model.hub_config = arch.name, hf
     return model.eval()
 
