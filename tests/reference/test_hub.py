@@ -148,7 +148,24 @@ def test_mistral_sliding_window_shorter_than_input(tmp_path: Path) -> None:
     path = hf_dir(ref, tmp_path / "hf")
     model = from_pretrained(path)
     assert (model.config.attention, model.config.mixer_options) == ("sliding-window", {"window": 4})
-    assert_parity(ref, path, tmp_path, 14, prompt=6)
+    assert_parity(ref, path, tmp_path, 14, prompt=6)  # cached decoding with a window cache of 3 positions
+    caches = model.new_caches()
+    with torch.no_grad():
+        model(ids(9), caches=caches)
+        model(ids(1), caches=caches)
+    assert (caches[0].length, caches[0].mixer.k.shape[-2]) == (10, 3)  # memory bounded by the window
+
+
+def test_sliding_window_cache_with_left_padding_equals_no_cache(tmp_path: Path) -> None:
+    from fmblocks.generation import generate
+
+    model = from_pretrained(hf_dir(llama_family("Mistral", sliding_window=3), tmp_path / "hf"))
+    prompt, mask = ids(7), torch.ones(2, 7, dtype=torch.long)
+    prompt[1, :3], mask[1, :3] = 0, 0  # the second prompt is 4 tokens, left padded
+    runs = [generate(model, prompt, 6, temperature=0.0, attention_mask=mask, use_cache=cached, return_logits=True)
+            for cached in (True, False)]
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert (runs[0][1] - runs[1][1]).abs().max().item() < TOL
 
 
 def test_qwen2_qkv_biases(tmp_path: Path) -> None:

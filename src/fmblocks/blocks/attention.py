@@ -25,14 +25,15 @@ MultiHeadAttention (the "attention" mixer) projects x (B, T, D) to H query heads
 of size Dh = D / H (grouped-query attention when H_kv < H: query head h reads key/value head
 h // (H / H_kv)), applies its position scheme's hooks (rotate q and k, bias the scores; self-attention
 only), runs its core, and projects back with o_proj. With `context` (B, S, Dc) it is cross-attention:
-keys and values come from the context. A KVCache keeps the keys/values of earlier steps.
+keys and values come from the context. A KVCache keeps the keys/values of earlier steps (`new_cache()`
+asks the core: the sliding-window core keeps only the last window - 1 positions).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmblocks.blocks.cache import KVCache
+from fmblocks.blocks.cache import KVCache, WindowKVCache
 from fmblocks.blocks.mixers import MIXERS, MixerSpec
 from fmblocks.blocks.positional import PositionScheme
 from fmblocks.errors import ConfigError, ShapeError
@@ -232,6 +233,10 @@ class AttentionCore:
     def option_names(cls) -> list[str]:
         return keyword_options(cls)
 
+    def new_cache(self) -> KVCache | WindowKVCache:
+        """The key/value cache decoding with this core needs (every position, for exact attention)."""
+        return KVCache()
+
     def __call__(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
         causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
@@ -349,8 +354,8 @@ class MultiHeadAttention(nn.Module):
                    dropout=spec.dropout,
                    core=spec.core, d_context=spec.d_context, positional=positional, **core_options)
 
-    def new_cache(self) -> KVCache:
-        return KVCache()
+    def new_cache(self) -> KVCache | WindowKVCache:
+        return self.core.new_cache()
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b, t, _ = x.shape
@@ -391,6 +396,8 @@ class MultiHeadAttention(nn.Module):
                 q, k = scheme.rotate(q, positions), scheme.rotate(k, positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, H_kv, S, Dh), S = cached + T (self) or the context's S (cross)
+                if mask is not None and cache.length > k.shape[-2] and mask.shape[-1] == cache.length:
+                    mask = mask[..., -k.shape[-2]:]  # a window cache dropped the oldest keys: so does the mask
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, Dh)
         bias = None if scheme is None else scheme.score_bias(t, k.shape[-2], device=x.device)  # (H, T, S)
