@@ -116,6 +116,15 @@ def test_gpt2_untied_sharded(tmp_path: Path) -> None:
     assert_parity(ref, path, tmp_path, 16)
 
 
+def test_checkpoint_dtype_is_kept(tmp_path: Path) -> None:
+    path = hf_dir(gpt2().to(torch.bfloat16), tmp_path / "hf")
+    ours = from_pretrained(path)
+    assert ours.lm_head.weight.dtype == torch.bfloat16
+    save_pretrained(ours, tmp_path / "ours")
+    saved, original = load_file(tmp_path / "ours" / "model.safetensors"), load_original(path)
+    assert all(saved[n].dtype == torch.bfloat16 and torch.equal(saved[n], original[n]) for n in original)
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_llama_gqa(tmp_path: Path, tied: bool) -> None:
     ref = llama_family(tie_word_embeddings=tied)
@@ -177,10 +186,11 @@ def test_qwen2_qkv_biases(tmp_path: Path) -> None:
     assert_parity(ref, path, tmp_path, 14, prompt=6)
 
 
-def test_greedy_generation_equals_transformers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["GPT2", "Llama", "Mistral", "Qwen2"])
+def test_greedy_generation_equals_transformers(tmp_path: Path, family: str) -> None:
     from fmblocks.generation import generate
 
-    ref = llama_family()
+    ref = gpt2() if family == "GPT2" else llama_family(family, **({"sliding_window": 4} if family == "Mistral" else {}))
     ours = from_pretrained(hf_dir(ref, tmp_path / "hf"))
     prompt = ids(5, rows=1)
     theirs = ref.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)

@@ -21,7 +21,8 @@ An architecture (`HubArch`, one module each) is data plus two config translation
 
 Loading keeps the checkpoint's dtype and remembers `model.hub_arch` and `model.hub_config` (the
 config.json it came from), so that saving writes the same architecture and keeps the fields fmblocks
-does not use (token ids, dtype). Tensors are read with safetensors only; pickle files are refused.
+does not use (token ids, labels). Building happens on the meta device, so no random init is spent on
+weights the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
 Limits: one file is written (no sharding on save); the tokenizer is not written.
 """
 
@@ -304,9 +305,9 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | No
     `arch` defaults to the one the model was loaded as, else the first in ARCHITECTURES that can express
     its config; CheckpointError when none can (the message says why each refused).
     """
+    loaded_as = getattr(model, "hub_arch", None)
     chosen, reasons = None, []
-    names = [arch] if arch else [getattr(model, "hub_arch", None)] if getattr(model, "hub_arch", None) else list(ARCHITECTURES)
-    for name in names:
+    for name in [arch or loaded_as] if arch or loaded_as else list(ARCHITECTURES):
         if name not in ARCHITECTURES:
             raise CheckpointError(f"unknown architecture {name!r}; supported: {', '.join(ARCHITECTURES)}")
         try:
@@ -317,7 +318,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | No
             reasons.append(f"{name}: {err}")
     if chosen is None:
         raise CheckpointError("no Hugging Face architecture can express this model: " + "; ".join(reasons))
-    original = getattr(model, "hub_config", None) or {}
+    original = (getattr(model, "hub_config", None) or {}) if chosen.name == loaded_as else {}
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     document = {**original, "dtype": dtype, **hf, **{k: original[k] for k in chosen.metadata if k in original}}
     path = Path(path)
