@@ -17,6 +17,8 @@ n_heads=, **options)`:
         n - m only. Rotate-half convention (as HF Llama): channel i pairs with channel i + Dh/2, pair i is
         rotated by the angle m * theta_i, theta_i = base^(-2i/Dh), i = 0 .. Dh/2 - 1:
             R_m x = x * cos(m theta) + rotate_half(x) * sin(m theta),  rotate_half([a, b]) = [-b, a].
+        Option `scaling` stretches theta past the trained context (linear, dynamic NTK, YaRN, llama3;
+        rope_scaling.py).
     alibi (Press et al., 2021): no embedding; an additive score bias -slope_h * |i - j| per head h, with
         slopes 2^(-8h/H), h = 1..H for H a power of two (interleaved extension otherwise).
     none: no positional information (a causal mask alone still reveals order).

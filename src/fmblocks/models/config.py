@@ -221,6 +221,9 @@ def _check_values(c: ModelConfig) -> None:
             raise ConfigError(f"vit needs n_classes >= 1 and channels >= 1, got {c.n_classes} and {c.channels}")
         if c.max_len < c.n_patches + 1:
             raise ConfigError(f"vit max_len ({c.max_len}) must hold {c.n_patches} patches + the class token")
+    if c.token_dropout is not None and (c.arch != "encoder" or not 0 <= c.token_dropout < c.vocab_size):
+        raise ConfigError(f"token_dropout (the mask token id) needs arch 'encoder' and an id in [0, {c.vocab_size}), "
+                          f"got arch {c.arch!r}, token_dropout={c.token_dropout}")
     if not isinstance(c.mixer, str) and not c.mixer:
         raise ConfigError("mixer must name at least one mixer")
 
