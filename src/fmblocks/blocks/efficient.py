@@ -42,6 +42,7 @@ from fmblocks.blocks.attention import (
     combine_masks,
     softmax_weights,
 )
+from fmblocks.blocks.cache import WindowKVCache
 from fmblocks.errors import ConfigError
 
 
@@ -322,6 +323,10 @@ class SlidingWindowCore(SparseCore):
     def __init__(self, *, window: int = 256, block_size: int = 64) -> None:
         _check_int("sliding-window", "window", window)
         super().__init__(window=window - 1, n_global=0, block_size=block_size)
+
+    def new_cache(self) -> WindowKVCache:
+        """Decoding needs only the last window - 1 keys and values: memory bounded by the window."""
+        return WindowKVCache(self.window)
 
 
 @ATTENTION_CORES.register("linear")

@@ -4,7 +4,12 @@ encoder-decoder (Transformer), ViT.
     from fmblocks.models import build_model, preset
     model = build_model(preset("gpt2-style", n_layers=2, d_model=64, n_heads=4, d_ff=256, max_len=64))
     out = model(input_ids, targets)        # ModelOutput(logits, loss, intermediates)
+
+`from_pretrained(path)` / `save_pretrained(model, path)` read and write Hugging Face model directories
+(fmblocks.models.hub).
 """
+
+import os
 
 from torch import nn
 
@@ -28,5 +33,19 @@ def build_model(config: ModelConfig) -> nn.Module:
     return MODELS.get(config.arch)(config)
 
 
+def from_pretrained(path: str | os.PathLike) -> nn.Module:
+    """The fmblocks model of a local Hugging Face model directory (see fmblocks.models.hub)."""
+    from fmblocks.models.hub import from_pretrained as load
+
+    return load(path)
+
+
+def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | None = None) -> None:
+    """Write `model` as a Hugging Face model directory (see fmblocks.models.hub)."""
+    from fmblocks.models.hub import save_pretrained as save
+
+    save(model, path, arch=arch)
+
+
 __all__ = ["MODELS", "PRESETS", "Decoder", "Encoder", "EncoderDecoder", "ModelConfig", "ModelOutput", "ViT",
-           "build_model", "preset"]
+           "build_model", "from_pretrained", "preset", "save_pretrained"]
