@@ -205,3 +205,10 @@ def test_long_conv_and_hybrid_formulas_equal_measurement(mixer) -> None:
     for row in table.rows:
         assert row.params_formula == row.params_measured, row
         assert row.flops_formula == row.flops_measured, row
+
+
+def test_qkv_biases_alone_are_counted() -> None:
+    config = preset("llama-style", vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=48, max_len=24,
+                    qkv_bias=True)
+    for row in model_table(config, 8).rows:
+        assert (row.params_formula, row.flops_formula) == (row.params_measured, row.flops_measured), row

@@ -114,7 +114,8 @@ class BlockSpec:
     cross_attention: bool = False
     d_context: int | None = None
     mixer: str = "attention"
-    max_len: int = 0  # the context the mixer is built for (long-conv: its kernel length)
+    max_len: int = 0
+    qkv_bias: bool | None = None  # biases of the attention q/k/v projections (None = `bias`)  # the context the mixer is built for (long-conv: its kernel length)
 
     def __post_init__(self) -> None:
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
@@ -161,6 +162,7 @@ def attention_costs(
     d_context: int | None = None,
     n_kv_heads: int | None = None,
     bias: bool = True,
+    qkv_bias: bool | None = None,
     batch: int = 1,
     length: str = "T",
 ) -> list[Cost]:
@@ -169,7 +171,9 @@ def attention_costs(
     Keys and values come from a context of context_len positions and width d_context (cross-attention)
     or, by default, from the input itself (self-attention: S = T, dc = d). The core is named `prefix`
     itself: it is the attention module's own share of the FLOPs. `length` is the symbol of seq_len.
+    `qkv_bias` (None = `bias`) sets the biases of Q, K, V apart from O's (Qwen2).
     """
+    qkv_bias = bias if qkv_bias is None else qkv_bias
     check_heads(d_model, n_heads, n_kv_heads)
     n_kv = n_kv_heads or n_heads
     head_dim = d_model // n_heads
@@ -181,9 +185,10 @@ def attention_costs(
     kv, dc = ("g·dh" if n_kv != n_heads else "d"), ("dc" if d_context is not None else "d")
     src, pairs = ("S", f"{length}S") if context_len is not None else (length, f"{length}²")
     return [
-        linear_cost(f"{prefix}.q_proj", d_model, d_model, batch * seq_len, bias=bias, symbols=("d", "d", f"B{length}")),
-        linear_cost(f"{prefix}.k_proj", d_c, n_kv * head_dim, batch * s_len, bias=bias, symbols=(dc, kv, f"B{src}")),
-        linear_cost(f"{prefix}.v_proj", d_c, n_kv * head_dim, batch * s_len, bias=bias, symbols=(dc, kv, f"B{src}")),
+        linear_cost(f"{prefix}.q_proj", d_model, d_model, batch * seq_len, bias=qkv_bias,
+                    symbols=("d", "d", f"B{length}")),
+        linear_cost(f"{prefix}.k_proj", d_c, n_kv * head_dim, batch * s_len, bias=qkv_bias, symbols=(dc, kv, f"B{src}")),
+        linear_cost(f"{prefix}.v_proj", d_c, n_kv * head_dim, batch * s_len, bias=qkv_bias, symbols=(dc, kv, f"B{src}")),
         Cost(prefix, 0, scores + mix, "0", f"QK^T 2·Bh{pairs}·dh + AV the same"),
         linear_cost(f"{prefix}.o_proj", d_model, d_model, batch * seq_len, bias=bias, symbols=("d", "d", f"B{length}")),
     ]
@@ -228,7 +233,7 @@ def block_costs(
 def attention_mixer_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
     """The "attention" mixer of a block: its projections and core (cores differ in cost, not in formula)."""
     return attention_costs("attn", spec.d_model, spec.n_heads, seq_len, n_kv_heads=spec.n_kv_heads, bias=spec.bias,
-                           batch=batch, length=length)
+                           qkv_bias=spec.qkv_bias, batch=batch, length=length)
 
 
 def long_conv_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
@@ -343,7 +348,7 @@ def _position_costs(name: str, config: ModelConfig, n_positions: int, symbol: st
 
 def _block_spec(config: ModelConfig) -> BlockSpec:
     return BlockSpec(config.d_model, config.n_heads, config.d_ff, n_kv_heads=config.n_kv_heads, ffn=config.ffn,
-                     norm=config.norm, bias=config.bias, max_len=config.max_len)
+                     norm=config.norm, bias=config.bias, max_len=config.max_len, qkv_bias=config.qkv_bias)
 
 
 def _model_lengths(config: ModelConfig, seq_len: int | None, context_len: int | None) -> tuple[int, int]:
