@@ -167,3 +167,20 @@ def test_left_padded_long_conv_rows_equal_their_prompts_alone() -> None:
     with torch.no_grad():
         torch.testing.assert_close(model(padded, attention_mask=keep).logits[:, 3:], model(alone).logits,
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+def test_a_models_recorded_weights_are_recomputed_from_its_first_layer(core: str) -> None:
+    """Layer 0 of a Llama-style decoder: norm, projections, RoPE, then the core's definition of its weights."""
+    model = model_of("decoder", "attention", core, CORES[core])
+    ids = torch.randint(0, 40, (2, 20))
+    with torch.no_grad():
+        record = model(ids, return_intermediates=True).intermediates
+        layer = model.stack.layers[0]
+        attn, h = layer.attn, layer.norm1(record["embeddings"])
+        q, k, _ = _layer_inputs(attn, h)
+        where = torch.arange(20)
+        q, k = attn.positional.rotate(q, where), attn.positional.rotate(k, where)
+        k = k.repeat_interleave(attn.n_heads // attn.n_kv_heads, dim=1)  # grouped-query heads
+        expected = attn.core.weights(q, k, causal=True)
+    torch.testing.assert_close(record["attention"][0], expected, atol=1e-6, rtol=1e-5)
