@@ -57,18 +57,20 @@ def hyena_options(**options: Any) -> dict[str, int]:
     return sizes
 
 
-def positional_features(length: int, max_len: int, n_features: int, device: Any = None) -> torch.Tensor:
+def positional_features(length: int, max_len: int, n_features: int, *, device: Any = None,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """f(τ) for τ = 0..length-1: [τ/P, cos(2πkτ/P), sin(2πkτ/P) for k = 1..K]; (length, 2K + 1)."""
-    lag = torch.arange(length, device=device, dtype=torch.float32)[:, None] / max_len  # (L, 1)
+    lag = torch.arange(length, device=device, dtype=dtype)[:, None] / max_len  # (L, 1)
     angle = 2 * math.pi * lag * torch.arange(1, (n_features - 1) // 2 + 1, device=device)  # (L, K)
     return torch.cat([lag, angle.cos(), angle.sin()], dim=-1)
 
 
-def decay_window(length: int, max_len: int, d_model: int, device: Any = None) -> torch.Tensor:
+def decay_window(length: int, max_len: int, d_model: int, *, device: Any = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """exp(-α_c τ/P) over τ < length, divided by its L2 norm over all P taps; (D, length)."""
     rates = torch.logspace(math.log10(math.log(100) / 1.5), math.log10(math.log(100) / 0.3), d_model,
-                           device=device)[:, None]  # (D, 1)
-    lag = torch.arange(length, device=device, dtype=torch.float32)
+                           device=device, dtype=dtype)[:, None]  # (D, 1)
+    lag = torch.arange(length, device=device, dtype=dtype)
     ratio = torch.exp(-2 * rates / max_len)  # (D, 1): the squared window's geometric ratio
     norm = ((1 - ratio**max_len) / (1 - ratio)).sqrt()  # sqrt(sum_{τ<P} ratio^τ)
     return torch.exp(-rates * lag / max_len) / norm
@@ -88,12 +90,12 @@ class HyenaFilter(nn.Module):
         self.bias = nn.Parameter(torch.randn(order, d_model))  # the skip term b^n, added at lag 0
 
     def forward(self, length: int) -> torch.Tensor:
-        device = self.fc_out.weight.device
-        f = positional_features(length, self.max_len, self.features, device=device)  # (L, F)
+        where = {"device": self.fc_out.weight.device, "dtype": self.fc_out.weight.dtype}
+        f = positional_features(length, self.max_len, self.features, **where)  # (L, F)
         a = torch.sin(self.freq_in * self.fc_in(f))  # (L, M)
         a = torch.sin(self.freq_hidden * self.fc_hidden(a))  # (L, M)
         h = self.fc_out(a).T.reshape(self.order, self.d_model, length)  # (L, N·D) -> (N, D, L)
-        h = h * decay_window(length, self.max_len, self.d_model, device=device)
+        h = h * decay_window(length, self.max_len, self.d_model, **where)
         return torch.cat([h[..., :1] + self.bias[..., None], h[..., 1:]], dim=-1)  # the skip at lag 0
 
     def extra_repr(self) -> str:
