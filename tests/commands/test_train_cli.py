@@ -156,6 +156,27 @@ def test_train_a_tiny_dna_decoder_from_fasta_then_sample(tmp_path, capsys) -> No
     assert bases.startswith("ACGTAC") and set(bases) <= set("ACGTN") and len(bases) > 6
 
 
+def test_train_the_hyena_dna_preset_on_single_nucleotides_then_sample(tmp_path, capsys) -> None:
+    from fmblocks.tokenizers.bio_dna import KmerTokenizer
+
+    generator = random.Random(2)
+    motif = "".join(generator.choice("ACGT") for _ in range(10))
+    genome = write_fasta(tmp_path / "genome.fa", [motif * 60, motif[3:] * 40])
+    KmerTokenizer(k=1).save(tmp_path / "nucleotides.json")  # one token per base: the preset's vocabulary
+    out = tmp_path / "hyena"
+    assert main(["train", "--preset", "hyena-dna", "--set", "n_layers=1", "d_model=32", "d_ff=64", "max_len=64",
+                 "--tokenizer", str(tmp_path / "nucleotides.json"), "--data", str(genome), "--objective", "clm",
+                 "--out", str(out), "--steps", "12", *FAST[:-1], "--lr", "1e-2", "--no-progress"]) == 0
+    _, config, state = load_checkpoint(out)
+    assert (config.mixer, config.vocab_size, config.max_len) == ("hyena", PRESETS["hyena-dna"]["vocab_size"], 64)
+    losses = [row["train_loss"] for row in state["history"] if row["train_loss"] is not None]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert "FLOPs per step" in capsys.readouterr().err  # fmblocks.cost has a formula for the hyena layers
+    assert main(["sample", "--checkpoint", str(out), "--prompt", motif, "--max-new-tokens", "8", "--top-k", "2"]) == 0
+    bases = capsys.readouterr().out.strip()
+    assert bases.startswith(motif) and set(bases) <= set("ACGTN") and len(bases) == 18
+
+
 def start_training(files: dict[str, Path], out: Path, *extra: str) -> subprocess.Popen:
     """`fmblocks train` of a tiny decoder in a subprocess, for (nearly) ever; returns once it has checkpointed."""
     argv = [sys.executable, "-m", "fmblocks.cli", "train", "--data", str(files["text"]), "--tokenizer",

@@ -181,6 +181,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "transformer-base": dict(arch="encoder-decoder", vocab_size=37000, d_model=512, n_layers=6, n_heads=8,
                              d_ff=2048, max_len=512, pos="sinusoidal", norm="layer", norm_first=False, ffn="mlp",
                              activation="relu", bias=True, tie_embeddings=True, eps=1e-5),
+    # HyenaDNA (tiny): single-nucleotide tokens (the dna-kmer tokenizer with k=1: 5 specials + ACGTN), Hyena mixers
+    # of order 2 instead of attention (no position scheme: the filters are functions of the lag), 1k context.
+    "hyena-dna": dict(arch="decoder", vocab_size=10, d_model=128, n_layers=2, n_heads=1, d_ff=512, max_len=1024,
+                      pos="none", norm="layer", norm_first=True, ffn="mlp", activation="gelu", bias=True,
+                      tie_embeddings=True, eps=1e-5, mixer="hyena", mixer_options={"order": 2, "filter_hidden": 64}),
     # A ViT sized for 28x28 MNIST digits: 16 patches of 7x7, class token, pre-norm.
     "vit-tiny": dict(arch="vit", vocab_size=0, d_model=64, n_layers=4, n_heads=4, d_ff=128, max_len=17,
                      image_size=28, patch_size=7, channels=1, n_classes=10, pos="learned", norm="layer",
