@@ -13,7 +13,7 @@ Fields (the names are the team contract):
   norm           "layer" | "rms";  norm_first: pre-norm (GPT-2, Llama) or post-norm (BERT, original Transformer)
                  Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings instead.
   ffn            "mlp" | "swiglu" | "geglu";  activation: "relu" | "gelu" | "gelu_tanh" | "silu" (for "mlp")
-  mixer          the token mixer of every layer, a name in fmblocks.blocks.MIXERS ("attention" | "long-conv"),
+  mixer          the token mixer of every layer, a name in fmblocks.blocks.MIXERS ("attention" | "long-conv" | "hyena"),
                  or a list of names cycled over the layers (["long-conv", "attention"] alternates them)
   mixer_options  the mixer's options, e.g. {"window": 8} for attention with the sparse core; with a list
                  of mixers, a dict per mixer name: {"attention": {"window": 8}}
