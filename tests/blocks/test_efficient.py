@@ -32,7 +32,7 @@ def _assert_same(out: torch.Tensor, ref: torch.Tensor, inputs: list[torch.Tensor
 
 
 def test_all_cores_registered() -> None:
-    assert ATTENTION_CORES.names() == ["chunked", "linear", "math", "sdpa", "sliding-window", "sparse"]
+    assert ATTENTION_CORES.names() == ["chunked", "flex", "linear", "math", "sdpa", "sliding-window", "sparse"]
 
 
 # --- chunked ------------------------------------------------------------------------------------------
@@ -179,3 +179,29 @@ def test_sliding_window_of_one_sees_only_itself() -> None:
 
     q, k, v = _qkv(5, 5)
     torch.testing.assert_close(SlidingWindowCore(window=1)(q, k, v, causal=True), v)
+
+
+# --- flex ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "reference"), [("local-global", "sparse"), ("sliding-window", "sliding-window")])
+@pytest.mark.parametrize(("t", "s", "causal"), [(40, 40, False), (40, 40, True), (24, 56, True)])
+def test_flex_equals_sparse_cores(pattern: str, reference: str, t: int, s: int, causal: bool) -> None:
+    from fmblocks.blocks.flex import FlexCore
+
+    options = {"window": 5} | ({"n_global": 2} if pattern == "local-global" else {})
+    flex, ref = FlexCore(pattern=pattern, compile=False, **options), ATTENTION_CORES.get(reference)(**options)
+    q, k, v = _qkv(t, s)
+    _assert_same(flex(q, k, v, causal=causal), ref(q, k, v, causal=causal), [q, k, v])  # CPU backward: sparse path
+    with torch.no_grad():  # the FlexAttention kernel
+        torch.testing.assert_close(flex(q, k, v, causal=causal), ref(q, k, v, causal=causal), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flex.weights(q, k, causal=causal), ref.weights(q, k, causal=causal))
+    mask = padding_mask(torch.rand(B, s) > 0.2)  # a user mask takes the sparse path: the same function
+    torch.testing.assert_close(flex(q, k, v, mask, causal=causal), ref(q, k, v, mask, causal=causal))
+
+
+def test_flex_bad_pattern() -> None:
+    from fmblocks.blocks.flex import FlexCore
+
+    with pytest.raises(ConfigError, match="local-global"):
+        FlexCore(pattern="dilated")

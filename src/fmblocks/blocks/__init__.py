@@ -8,7 +8,7 @@ convolutions), feed-forward, norms, the residual block.
 Importing the package registers them all.
 """
 
-from fmblocks.blocks import efficient, long_conv  # noqa: F401  (register their cores and mixers)
+from fmblocks.blocks import efficient, flex, long_conv  # noqa: F401  (register their cores and mixers)
 from fmblocks.blocks.attention import ATTENTION_CORES
 from fmblocks.blocks.mixers import MIXERS
 from fmblocks.blocks.positional import POSITIONS
