@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/fmblocks/tokenizers/_bpe_fast.c  # pip install -e . also compiles the C extension
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	rm -f $(VENV)/.installed-*
@@ -22,4 +22,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench $(BENCH)
 
 clean:
-	rm -rf $(VENV) runs bench/results/*.tmp
+	rm -rf $(VENV) runs bench/results/*.tmp src/fmblocks/tokenizers/*.so
