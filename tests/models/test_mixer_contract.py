@@ -13,7 +13,8 @@ from fmblocks.models import build_model, preset
 
 SMALL = dict(vocab_size=40, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=48)
 CORES = {"sdpa": {}, "math": {}, "chunked": {"block_size": 8}, "sparse": {"window": 4, "n_global": 1},
-         "sliding-window": {"window": 5}, "linear": {"feature_map": "elu"}}
+         "sliding-window": {"window": 5}, "linear": {"feature_map": "elu"},
+         "flex": {"pattern": "local-global", "window": 4, "n_global": 1, "compile": False}}
 VARIANTS = [("attention", core, options) for core, options in CORES.items()] + [("long-conv", "sdpa", {}), ("hyena", "sdpa", {}),
                                                                      ("hyena", "sdpa", {"order": 3})]
 PRESETS = {"decoder": "llama-style", "encoder": "bert-style", "encoder-decoder": "transformer-base"}
@@ -81,7 +82,7 @@ def test_returned_weights_are_the_cores_definition_and_make_the_output(core: str
     t = x.shape[1]
     if core == "linear":
         expected = linear_weights(q, k, causal=causal)
-    elif core == "sparse":
+    elif core in ("sparse", "flex"):
         expected = softmax_weights(q, k, sparse_mask(t, window=4, n_global=1), causal=causal)
     elif core == "sliding-window":
         distance = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs()
