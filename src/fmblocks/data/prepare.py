@@ -200,3 +200,13 @@ def _make_shard(task: tuple) -> dict[str, Any]:
             "tokens": len(data), "eval_tokens": int(sum(map(len, held))), "bytes": len(payload),
             "source_bytes": sum(path.stat().st_size for _, path in files),
             "blake2b": hashlib.blake2b(payload, digest_size=16).hexdigest()}
+
+
+def corpus_characters(paths: list[str | Path]) -> list[str]:
+    """The sorted characters of a corpus' documents (for a char tokenizer), reading one file at a time."""
+    files, fasta = corpus_files(paths)
+    found: set[str] = set()
+    for path in files:
+        for document in documents_of(path, fasta):
+            found.update(document)
+    return sorted(found)
