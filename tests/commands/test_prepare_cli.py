@@ -65,13 +65,14 @@ def test_prepare_then_train_and_the_refusals(data, tmp_path, capsys) -> None:
 def test_a_killed_run_on_prepared_data_resumes_exactly(data, tmp_path) -> None:
     argv = ["train", "--data", str(data["data"]), *MODEL, *FAST, "--steps", "10", "--checkpoint-every", "3"]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    # a real `fmblocks train` killed (SIGKILL) in the middle of step 8, two steps after its checkpoint at 6
+    # a real `fmblocks train` killed (SIGKILL) in the middle of step 8, two steps after its checkpoint at 6; one
+    # thread, like this process (conftest), so that float sums run in the same order
     script = ("import os, signal, sys; from fmblocks.training.trainer import Trainer; step = Trainer._train_step\n"
               "def dying(self, lr):\n    if self.step == 7: os.kill(os.getpid(), signal.SIGKILL)\n"
               "    return step(self, lr)\n"
               "Trainer._train_step = dying\nfrom fmblocks.cli import main; sys.exit(main(sys.argv[1:]))")
     killed = subprocess.run([sys.executable, "-c", script, *argv, "--out", str(tmp_path / "killed")],
-                            env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
+                            env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert read_state(tmp_path / "killed")["step"] == 6
     assert main(["train", "--data", str(data["data"]), "--out", str(tmp_path / "killed"), "--resume"]) == 0
