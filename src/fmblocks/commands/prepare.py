@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tokenizer", help="pretrained name, saved tokenizer file, tokenizer kind, or char")
     parser.add_argument("--out", type=Path, required=True, help="directory of the shards")
     parser.add_argument("--eval-fraction", type=float, default=0.1, help="share of documents held out (default 0.1)")
-    parser.add_argument("--shard-mb", type=float, default=16, help="source megabytes per shard (default 16)")
+    parser.add_argument("--shard-mb", type=float, default=4, help="source megabytes per shard (default 4)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     parser.set_defaults(func=run)

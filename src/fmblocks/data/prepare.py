@@ -35,7 +35,7 @@ from fmblocks.data.text import read_text, text_files
 from fmblocks.errors import ConfigError, DataError
 from fmblocks.files import read_json, write_bytes, write_json
 
-SHARD_BYTES = 16 << 20  # source bytes per shard (about 8 MB of uint16 tokens for GPT-2 BPE on English)
+SHARD_BYTES = 4 << 20  # source bytes per shard (about 2 MB of uint16 tokens for GPT-2 BPE on English)
 
 
 def is_held_out(file_number: int, record: int, eval_fraction: float) -> bool:
