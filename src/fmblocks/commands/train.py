@@ -5,6 +5,14 @@
     fmblocks train --preset bert-style --set n_layers=2 --data proteins.fasta --objective mlm --out runs/esm
     torchrun --nproc_per_node 2 -m fmblocks.cli train ...      # same command, 2 processes (DDP)
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
+    fmblocks train --preset gpt2-style --data data/corpus --out runs/big   # a directory from `fmblocks prepare`
+    fmblocks train --preset gpt2-style --data nanogpt/ --data-dtype uint16 --out runs/nano   # train.bin, val.bin
+
+--data names text or FASTA files (tokenized at start, held in memory: fine for a few MB), a directory
+that `fmblocks prepare` wrote (windows streamed from its memory-mapped shards, its tokenizer by
+default, its held-out documents for evaluation; another --tokenizer is refused by fingerprint), or with
+--data-dtype flat token files (a directory with train.bin and val.bin, or files whose last
+--eval-fraction is held out; --tokenizer says whose ids they are, default gpt2).
 
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
 tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers), or char (one token per
