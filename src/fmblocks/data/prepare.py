@@ -23,6 +23,7 @@ large files to use every core), and a worker holds one piece's tokens in memory.
 
 import hashlib
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def prepare(
         results = map(_make_shard, tasks)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers, initializer=_set_tokenizer, initargs=(tokenizer,))
+        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(tokenizer, os.getpid()))
         results = pool.map(_make_shard, tasks)
     try:
         for shard in results:  # in piece order
@@ -178,6 +179,20 @@ _TOKENIZER: Any = None
 def _set_tokenizer(tokenizer: Any) -> None:
     global _TOKENIZER
     _TOKENIZER = tokenizer
+
+
+def _start_worker(tokenizer: Any, parent: int) -> None:
+    """A pool worker: hold the tokenizer, and (Linux) die with the prepare that started it, so that a killed
+    prepare leaves no worker behind."""
+    _set_tokenizer(tokenizer)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: a worker outlives a SIGKILLed parent until its task ends
+        pass
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
 
 
 def _make_shard(task: tuple) -> dict[str, Any]:
