@@ -18,7 +18,7 @@ import sys
 from fmblocks import __version__
 from fmblocks.errors import FmblocksError, TrainingInterrupted
 
-COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mnist", "explain", "ddpm"]
+COMMANDS = ["demo", "cost", "tokenize", "prepare", "train", "sample", "embed", "vqvae", "mnist", "explain", "ddpm"]
 
 
 def build_parser() -> argparse.ArgumentParser:
