@@ -1,10 +1,11 @@
 """`fmblocks explain`: open the transformer explainer on this machine (http://127.0.0.1:8765).
 
-    fmblocks explain                          # the built-in character-level model (trained on first use)
+    fmblocks explain                          # the built-in character-level model (shipped, opens at once)
     fmblocks explain --checkpoint runs/lm     # any decoder run written by `fmblocks train`
 
-The page shows the tokens, the embeddings, every layer's and head's attention, the next-token
-probabilities under the temperature / top-k / top-p controls, and sampled continuations.
+The page shows the model's architecture, a tokenizer playground, the embeddings, the attention of
+every layer and head (and one query step by step), the feed-forward units, the logit lens, the
+next-token probabilities under the temperature / top-k / top-p controls, and sampled continuations.
 The server listens on the loopback interface only (127.0.0.1, ::1 or localhost); stop it with Ctrl-C.
 The address is taken before the model loads, so a busy port or a public --host fails at once.
 """
@@ -14,14 +15,9 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from fmblocks.explainer.default import DEFAULT_RUN
-
     parser = subparsers.add_parser("explain", help="look inside a decoder in the browser", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a decoder run directory (default: the built-in model)")
-    parser.add_argument("--default-run", type=Path, default=DEFAULT_RUN,
-                        help=f"where the built-in model lives (default {DEFAULT_RUN})")
-    parser.add_argument("--steps", type=int, default=400, help="training steps of the built-in model (default 400)")
     parser.add_argument("--text", help="the text the page opens with")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -29,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmblocks.explainer.default import DEFAULT_TEXT, default_run
+    from fmblocks.explainer.default import DEFAULT_TEXT, default_model
     from fmblocks.explainer.server import Explainer, ExplainerServer
     from fmblocks.training.runs import load_run
 
@@ -38,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint:
             model, _, tokenizer = load_run(args.checkpoint, arch="decoder")
         else:
-            model, _, tokenizer = default_run(args.default_run, steps=args.steps)
+            model, tokenizer = default_model()
         text = args.text if args.text is not None else (DEFAULT_TEXT if not args.checkpoint else "")
         server.explainer = Explainer(model, tokenizer, default_text=text)
         print(f"fmblocks explainer: {server.url}  (Ctrl-C stops it)", flush=True)

@@ -1,12 +1,17 @@
 """What the explainer shows, as plain data: any decoder model plus any text tokenizer -> dicts of lists.
 
     analyze(model, tok, "def add(a, b):")  ->  {"tokens": [...], "ids": [...], "embeddings_2d": (T, 2),
-        "attention": [layer][head] (T, T), "next": [{"token", "id", "p", "p_sampled"}, ...], ...}
+        "attention": [layer][head] (T, T), "next": [{"token", "id", "p", "p_temperature", "p_sampled",
+        "kept"}, ...], "cutoff": {...}, "lens": [layer][T] top-3 predictions, "mlp_norm": [layer] (T,), ...}
 
 Attention is the list of per-layer (B, H, T, T) weights the model returns with
 `return_intermediates=True` (batch 0), so any fmblocks decoder works without a fork of the model.
 `p` is softmax(logits) of the last position; `p_sampled` is the distribution that sampling draws from
-after temperature, top-k and top-p (zero for removed candidates). The embedding map projects the
+after temperature, top-k and top-p (zero for removed candidates), `p_temperature` the distribution after
+temperature alone; "cutoff" says how many candidates sampling keeps and the smallest kept probability.
+"lens" is the logit lens: each layer's residual stream (the block's output) put through the model's
+final norm and output head, top-3 next-token predictions per position (the last layer's equals the
+model's logits). "mlp_norm" is the RMS of each token's feed-forward activations per layer. The embedding map projects the
 (T, D) input embeddings on their first two principal components (centred SVD).
 Long texts: only the end that fits is analysed (`encode_tail`: at most `max_tokens` tokens, default the
 model's max_len, from at most CHARS_PER_TOKEN characters per token, so the work is bounded however
@@ -20,7 +25,8 @@ import torch
 from torch import nn
 
 from fmblocks.errors import ConfigError, DataError
-from fmblocks.generation import check_max_new_tokens, check_sampling, filter_logits, generate, is_integer
+from fmblocks.generation import (apply_temperature, check_max_new_tokens, check_sampling, filter_logits, generate,
+                                 is_integer)
 from fmblocks.tokenizers.base import Tokenizer
 
 CHARS_PER_TOKEN = 16  # characters tokenized per token analysed: longer than the tokens of ordinary text
@@ -58,9 +64,50 @@ def encode_tail(tokenizer: Tokenizer, text: str, max_tokens: int) -> tuple[list[
     return ids, {"start": start, "message": message}
 
 
+def architecture(config: Any) -> dict[str, Any]:
+    """The model as the page draws it, from its config: embedding, positions, each block's parts, the head."""
+    blocks = [{"index": i, "mixer": mixer, "core": config.attention if mixer == "attention" else None,
+               "norm": config.norm, "norm_first": config.norm_first, "ffn": config.ffn,
+               "activation": config.activation if config.ffn == "mlp" else None, "d_ff": config.d_ff,
+               "n_heads": config.n_heads, "n_kv_heads": config.n_kv_heads or config.n_heads}
+              for i, mixer in enumerate(config.layer_mixers(config.n_layers))]
+    return {"arch": config.arch, "d_model": config.d_model, "vocab_size": config.vocab_size,
+            "max_len": config.max_len, "positions": config.pos, "blocks": blocks,
+            "final_norm": config.norm if config.norm_first else None, "tied": bool(config.tie_embeddings)}
+
+
 def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
     """Each id decoded on its own (byte-level pieces of a character show as U+FFFD)."""
     return [tokenizer.decode([i]) for i in ids]
+
+
+def top_predictions(logits: torch.Tensor, tokenizer: Tokenizer, n: int = 3) -> list[list[dict[str, Any]]]:
+    """(T, V) logits -> per position its n most probable tokens [{"id", "token", "p"}]."""
+    probs = logits.float().softmax(-1)
+    values, indices = probs.topk(min(n, probs.shape[-1]), dim=-1)  # (T, n)
+    return [[{"id": int(i), "token": tokenizer.decode([int(i)]), "p": float(v)} for v, i in zip(vs, ids)]
+            for vs, ids in zip(values, indices)]
+
+
+def logit_lens(model: nn.Module, hidden: list[torch.Tensor], tokenizer: Tokenizer) -> list[list[list[dict]]]:
+    """Each layer's residual stream (B, T, D) read out through the final norm and the head: [layer][T][top 3]."""
+    return [top_predictions(model.lm_head(model.stack.final_norm(h))[0], tokenizer) for h in hidden]
+
+
+def next_token(logits: torch.Tensor, tokenizer: Tokenizer, *, temperature: float, top_k: int | None,
+               top_p: float | None, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The n most probable next tokens under three distributions, and where sampling cuts the candidates."""
+    probs = logits.float().softmax(-1)
+    tempered = apply_temperature(logits, temperature).float().softmax(-1)
+    sampled = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p).float().softmax(-1)
+    kept = sampled > 0
+    best = probs.topk(min(n, probs.numel())).indices
+    items = [{"id": int(i), "token": tokenizer.decode([int(i)]), "p": float(probs[i]),
+              "p_temperature": float(tempered[i]), "p_sampled": float(sampled[i]), "kept": bool(kept[i])}
+             for i in best]
+    cutoff = {"kept": int(kept.sum()), "vocab_size": int(probs.numel()), "temperature": temperature,
+              "top_k": top_k, "top_p": top_p, "min_kept_p_temperature": float(tempered[kept].min())}
+    return items, cutoff
 
 
 @torch.no_grad()
@@ -85,18 +132,16 @@ def analyze(
     out = model(torch.tensor([ids]), return_intermediates=True)
     seen = out.intermediates
     logits = out.logits[0, -1]  # (V,)
-    probs = logits.softmax(-1)
-    sampled = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p).softmax(-1)
-    best = probs.topk(min(n_next, probs.numel())).indices
+    items, cutoff = next_token(logits, tokenizer, temperature=temperature, top_k=top_k, top_p=top_p, n=n_next)
     return {
         "tokens": token_strings(tokenizer, ids),
         "ids": ids,
         "embeddings_2d": pca_2d(seen["embeddings"][0]).tolist(),
         "attention": [layer[0].tolist() for layer in seen["attention"]],  # [L][H][T][T]
-        "next": [
-            {"id": int(i), "token": tokenizer.decode([int(i)]), "p": float(probs[i]), "p_sampled": float(sampled[i])}
-            for i in best
-        ],
+        "next": items,
+        "cutoff": cutoff,
+        "lens": logit_lens(model, seen["hidden"], tokenizer),
+        "mlp_norm": [a[0].float().pow(2).mean(-1).sqrt().tolist() for a in seen["mlp"]],  # [L][T]
         "n_layers": len(seen["attention"]),
         "n_heads": int(seen["attention"][0].shape[1]),
         "truncated": truncated,

@@ -1,10 +1,13 @@
 """The explainer's web server: the bundled page plus a small JSON API, for the person at this machine only.
 
     GET  /                 the page (static/index.html, app.js, style.css; no external assets)
-    GET  /api/info         {"model": config dict, "vocab_size", "default_text", "max_tokens", "max_new_tokens"}
+    GET  /api/info         {"model": config dict, "architecture", "tokenizers", "vocab_size", "default_text",
+                            "max_tokens", "max_new_tokens"}
     POST /api/analyze      {"text", "temperature", "top_k", "top_p"}        -> analysis.analyze(...)
     POST /api/generate     {"text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
                                                                            -> analysis.continue_text(...)
+    POST /api/inspect      {"text", "layer", "head", "token"}              -> detail.inspect_token(...)
+    POST /api/tokenize     {"text", "tokenizer"}                           -> playground.tokenize_text(...)
 What it refuses, always with a JSON {"error": message} and before any model work:
   - binding anything but a loopback address (127.0.0.0/8, ::1, localhost), or a port it cannot have:
     ConfigError when the server is made;
@@ -34,7 +37,9 @@ from typing import Any
 from torch import nn
 
 from fmblocks.errors import ConfigError, FmblocksError
-from fmblocks.explainer.analysis import analyze, continue_text
+from fmblocks.explainer.analysis import analyze, architecture, continue_text
+from fmblocks.explainer.detail import inspect_token
+from fmblocks.explainer.playground import PLAYGROUND, Playground, tokenize_text
 from fmblocks.generation import is_integer, is_number
 from fmblocks.tokenizers.base import Tokenizer
 
@@ -98,6 +103,7 @@ class Explainer:
         self.waiting = threading.BoundedSemaphore(MAX_WAITING)
         self.max_tokens = min(MAX_TOKENS, model.config.max_len)
         self.max_new_tokens = min(MAX_NEW_TOKENS, model.config.max_len - 1)
+        self.playground = Playground(tokenizer)
 
     @contextmanager
     def turn(self):
@@ -111,7 +117,8 @@ class Explainer:
             self.waiting.release()
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model.config.to_dict(), "vocab_size": self.tokenizer.vocab_size,
+        return {"model": self.model.config.to_dict(), "architecture": architecture(self.model.config),
+                "tokenizers": list(PLAYGROUND), "vocab_size": self.tokenizer.vocab_size,
                 "default_text": self.default_text, "max_tokens": self.max_tokens,
                 "max_new_tokens": self.max_new_tokens}
 
@@ -119,6 +126,17 @@ class Explainer:
         text, options = text_of(body), sampling_options(body)
         with self.turn():
             return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, **options)
+
+    def inspect(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = text_of(body)
+        with self.turn():
+            return inspect_token(self.model, self.tokenizer, text, layer=body.get("layer", 0),
+                                 head=body.get("head", 0), token=body.get("token"), max_tokens=self.max_tokens)
+
+    def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = text_of(body)
+        with self.turn():  # building a tokenizer the first time takes a moment: queue like model work
+            return tokenize_text(self.playground, body.get("tokenizer", "model"), text)
 
     def generate(self, body: dict[str, Any]) -> dict[str, Any]:
         text, options = text_of(body), sampling_options(body)
@@ -229,7 +247,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.misdirected():
             return
         explainer = self.server.explainer
-        route = {"/api/analyze": explainer.analyze, "/api/generate": explainer.generate}.get(self.path)
+        route = {"/api/analyze": explainer.analyze, "/api/generate": explainer.generate,
+                 "/api/inspect": explainer.inspect, "/api/tokenize": explainer.tokenize}.get(self.path)
         if route is None:
             self.refuse(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.path}")
             return
