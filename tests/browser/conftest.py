@@ -1,0 +1,67 @@
+"""A headless Chromium (Debian's chromium + chromium-driver over WebDriver) on a running explainer server.
+
+Skipped, with the reason, only where the browser is not installed (`make test` installs it as root).
+"""
+
+import json
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from webdriver import Browser, find_browser  # noqa: E402
+
+from fmblocks.explainer.server import Explainer, make_server  # noqa: E402
+from fmblocks.models import build_model, preset  # noqa: E402
+from fmblocks.tokenizers.simple import train_char  # noqa: E402
+
+TEXT = "Attention mixes the context."
+
+
+@pytest.fixture(scope="session")
+def site():
+    """(server url, explainer) for a tiny character-level decoder, served from a thread."""
+    tokenizer = train_char(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,"])
+    torch.manual_seed(0)
+    model = build_model(preset("gpt2-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=3, n_heads=4,
+                               d_ff=64, max_len=64)).eval()
+    explainer = Explainer(model, tokenizer, default_text=TEXT)
+    server = make_server(explainer, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server.url, explainer
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    found = find_browser()
+    if isinstance(found, str):
+        pytest.skip(f"no browser for the browser tests: {found}")
+    with Browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def api(site):
+    """api(path, body=None): the server's own answer, to compare the page with."""
+    def call(path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(site[0].rstrip("/") + path, data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    return call
+
+
+@pytest.fixture()
+def page(site, browser):
+    """The page freshly loaded and drawn (layer 0, head 0, last token)."""
+    browser.get(site[0])
+    browser.wait("return document.body.dataset.ready && document.querySelectorAll('#tok-pieces .token').length")
+    return browser
