@@ -148,3 +148,31 @@ def test_cli_refuses_a_public_address(capsys) -> None:
 
     assert main(["explain", "--host", "0.0.0.0", "--checkpoint", "nowhere"]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+def test_fmblocks_explain_answers_its_first_page_within_ten_seconds() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    command = [sys.executable, "-c", "import sys; from fmblocks.cli import main; sys.exit(main(sys.argv[1:]))",
+               "explain", "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+/", line)
+        assert url, (line, process.stderr.read() if process.poll() is not None else "")
+        with urllib.request.urlopen(url.group(0), timeout=10) as response:
+            assert b'id="architecture"' in response.read()
+        elapsed = time.monotonic() - started
+        request = urllib.request.Request(url.group(0) + "api/analyze", data=b'{"text": "The for statement"}',
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["tokens"][:3] == ["T", "h", "e"]
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert elapsed < 10, f"first page after {elapsed:.1f} s"
