@@ -254,8 +254,8 @@ function drawAttention() {
 }
 
 function drawHeatmap(matrix, tokens) {
-  const svg = $("attn-heatmap"), n = tokens.length, cell = Math.max(6, Math.min(22, Math.floor(440 / n)));
-  const margin = 56, size = margin + n * cell, t = selectedToken();
+  const svg = $("attn-heatmap"), n = tokens.length, cell = Math.max(9, Math.min(24, Math.floor(960 / n)));
+  const margin = 64, size = margin + n * cell, t = selectedToken();
   svg.setAttribute("width", size); svg.setAttribute("height", size);
   svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
   svg.replaceChildren();
