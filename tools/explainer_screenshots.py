@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k.send_keys("10")
             page.run("const t = document.getElementById('temperature'); t.value = 0.8;"
                      "t.dispatchEvent(new Event('input'))")
-            page.wait("return document.getElementById('cutoff').textContent.startsWith('temperature 0.8 · top-k 10 ·')")
+            page.wait("return document.getElementById('cutoff').textContent.includes(' · temperature 0.8 · top-k 10 ·')")
             page.find('#attn-overview canvas[data-layer="2"][data-head="1"]').click()
             page.run("const s = document.getElementById('token-slider'); s.value = arguments[0];"
                      "s.dispatchEvent(new Event('input'))", token)

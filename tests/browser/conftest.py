@@ -22,6 +22,14 @@ from fmblocks.tokenizers.simple import train_char  # noqa: E402
 TEXT = "Attention mixes the context."
 
 
+def serving(model, tokenizer, text):
+    explainer = Explainer(model, tokenizer, default_text=text)
+    server = make_server(explainer, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return server
+
+
 @pytest.fixture(scope="session")
 def site():
     """(server url, explainer) for a tiny character-level decoder, served from a thread."""
@@ -29,11 +37,26 @@ def site():
     torch.manual_seed(0)
     model = build_model(preset("gpt2-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=3, n_heads=4,
                                d_ff=64, max_len=64)).eval()
-    explainer = Explainer(model, tokenizer, default_text=TEXT)
-    server = make_server(explainer, port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server.url, explainer
+    server = serving(model, tokenizer, TEXT)
+    yield server.url, server.explainer
+    server.shutdown()
+    server.server_close()
+
+
+PROTEIN = "MKT<mask>YIAKQR"
+
+
+@pytest.fixture(scope="session")
+def encoder_site():
+    """The url of a tiny ESM-style protein encoder's page (fill-mask)."""
+    from fmblocks.tokenizers.bio_protein import ProteinTokenizer
+
+    tokenizer = ProteinTokenizer()
+    torch.manual_seed(0)
+    model = build_model(preset("esm-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
+                               d_ff=64, max_len=32)).eval()
+    server = serving(model, tokenizer, PROTEIN)
+    yield server.url
     server.shutdown()
     server.server_close()
 

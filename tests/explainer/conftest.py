@@ -47,3 +47,25 @@ def running(explainer: Explainer, **options):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def protein_encoder():
+    """A tiny ESM-style encoder (rotary, pre-norm) with the protein tokenizer."""
+    from fmblocks.tokenizers.bio_protein import ProteinTokenizer
+
+    tokenizer = ProteinTokenizer()
+    torch.manual_seed(0)
+    config = preset("esm-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                    max_len=32)
+    return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def bert_encoder():
+    """A tiny BERT-style encoder (learned positions, post-norm, token types) with bert-base-uncased."""
+    tokenizer = load("bert-base-uncased")
+    torch.manual_seed(0)
+    config = preset("bert-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                    max_len=32)
+    return build_model(config).eval(), tokenizer

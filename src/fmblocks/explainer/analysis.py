@@ -1,4 +1,4 @@
-"""What the explainer shows, as plain data: any decoder model plus any text tokenizer -> dicts of lists.
+"""What the explainer shows, as plain data: any decoder or encoder model plus a text tokenizer -> dicts of lists.
 
     analyze(model, tok, "def add(a, b):")  ->  {"tokens": [...], "ids": [...], "embeddings_2d": (T, 2),
         "attention": [layer][head] (T, T), "next": [{"token", "id", "p", "p_temperature", "p_sampled",
@@ -6,7 +6,9 @@
 
 Attention is the list of per-layer (B, H, T, T) weights the model returns with
 `return_intermediates=True` (batch 0), so any fmblocks decoder works without a fork of the model.
-`p` is softmax(logits) of the last position; `p_sampled` is the distribution that sampling draws from
+`p` is softmax(logits) of the last position (a decoder's next token) or, for an encoder, of the first
+mask token in the text ([MASK] or <mask>, read as the mask even where the tokenizer refuses special
+tokens in text; the last token when there is none): "task" and "position" say which; `p_sampled` is the distribution that sampling draws from
 after temperature, top-k and top-p (zero for removed candidates), `p_temperature` the distribution after
 temperature alone; "cutoff" says how many candidates sampling keeps and the smallest kept probability.
 "lens" is the logit lens: each layer's residual stream (the block's output) put through the model's
@@ -40,6 +42,28 @@ def pca_2d(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(coords, (0, 2 - coords.shape[1]))
 
 
+MASK_TOKENS = ("[MASK]", "<mask>")  # the fill-mask token of BERT-style and ESM-style tokenizers
+
+
+def mask_id(tokenizer: Tokenizer) -> int | None:
+    """The id of the tokenizer's mask token, or None when it has none."""
+    specials = tokenizer.special_tokens
+    return next((int(specials[name]) for name in MASK_TOKENS if name in specials), None)
+
+
+def encode_allowing_mask(tokenizer: Tokenizer, text: str) -> list[int]:
+    """tokenizer.encode(text), where a tokenizer with a mask token reads it in the text (fill-mask input)."""
+    name = next((n for n in MASK_TOKENS if n in tokenizer.special_tokens), None)
+    if name is None or name not in text:
+        return tokenizer.encode(text)
+    for allow in ({"allowed_special": {name}}, {"allow_special": True}):  # the two spellings fmblocks has
+        try:
+            return tokenizer.encode(text, **allow)
+        except TypeError:
+            continue
+    return tokenizer.encode(text)
+
+
 def encode_tail(tokenizer: Tokenizer, text: str, max_tokens: int) -> tuple[list[int], dict[str, Any] | None]:
     """The ids of the end of `text` (at most `max_tokens`) and where they start (None when all of it fits).
 
@@ -49,7 +73,7 @@ def encode_tail(tokenizer: Tokenizer, text: str, max_tokens: int) -> tuple[list[
     DataError for a text that gives no tokens.
     """
     skipped = max(0, len(text) - CHARS_PER_TOKEN * max_tokens)
-    ids = tokenizer.encode(text[skipped:])
+    ids = encode_allowing_mask(tokenizer, text[skipped:])
     if not ids:
         raise DataError("the text gives no tokens: type at least one character")
     dropped = max(0, len(ids) - max_tokens)
@@ -73,7 +97,8 @@ def architecture(config: Any) -> dict[str, Any]:
               for i, mixer in enumerate(config.layer_mixers(config.n_layers))]
     return {"arch": config.arch, "d_model": config.d_model, "vocab_size": config.vocab_size,
             "max_len": config.max_len, "positions": config.pos, "blocks": blocks,
-            "final_norm": config.norm if config.norm_first else None, "tied": bool(config.tie_embeddings)}
+            "final_norm": config.norm if config.norm_first else None, "tied": bool(config.tie_embeddings),
+            "token_types": config.type_vocab_size}
 
 
 def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
@@ -89,9 +114,29 @@ def top_predictions(logits: torch.Tensor, tokenizer: Tokenizer, n: int = 3) -> l
             for vs, ids in zip(values, indices)]
 
 
+def readout(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A residual stream (B, T, D) through the model's final norm and output head (LM or masked-LM) -> logits."""
+    head = model.lm_head if model.config.arch == "decoder" else model.mlm_head
+    return head(model.stack.final_norm(h))
+
+
+def check_kind(model: nn.Module) -> str:
+    """The model's arch when the explainer reads it as text: "decoder" or "encoder"; ConfigError otherwise."""
+    arch = model.config.arch
+    if arch not in ("decoder", "encoder"):
+        raise ConfigError(f"the explainer reads decoders (next token) and encoders (fill-mask), not {arch} models")
+    return arch
+
+
+def predicted_position(model: nn.Module, tokenizer: Tokenizer, ids: list[int]) -> int:
+    """Where the prediction is read: the last token (decoder), else the first mask token (else the last)."""
+    wanted = mask_id(tokenizer) if model.config.arch == "encoder" else None
+    return ids.index(wanted) if wanted in ids else len(ids) - 1
+
+
 def logit_lens(model: nn.Module, hidden: list[torch.Tensor], tokenizer: Tokenizer) -> list[list[list[dict]]]:
     """Each layer's residual stream (B, T, D) read out through the final norm and the head: [layer][T][top 3]."""
-    return [top_predictions(model.lm_head(model.stack.final_norm(h))[0], tokenizer) for h in hidden]
+    return [top_predictions(readout(model, h)[0], tokenizer) for h in hidden]
 
 
 def next_token(logits: torch.Tensor, tokenizer: Tokenizer, *, temperature: float, top_k: int | None,
@@ -127,11 +172,13 @@ def analyze(
     At most `max_tokens` tokens (default: the model's max_len) of the end of `text` are analysed.
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    arch = check_kind(model)
     model.eval()
     ids, truncated = encode_tail(tokenizer, text, min(max_tokens or model.config.max_len, model.config.max_len))
     out = model(torch.tensor([ids]), return_intermediates=True)
     seen = out.intermediates
-    logits = out.logits[0, -1]  # (V,)
+    position = predicted_position(model, tokenizer, ids)
+    logits = out.logits[0, position]  # (V,)
     items, cutoff = next_token(logits, tokenizer, temperature=temperature, top_k=top_k, top_p=top_p, n=n_next)
     return {
         "tokens": token_strings(tokenizer, ids),
@@ -142,6 +189,8 @@ def analyze(
         "cutoff": cutoff,
         "lens": logit_lens(model, seen["hidden"], tokenizer),
         "mlp_norm": [a[0].float().pow(2).mean(-1).sqrt().tolist() for a in seen["mlp"]],  # [L][T]
+        "task": "next token" if arch == "decoder" else "fill-mask",
+        "position": position,  # the token whose prediction "next" is (decoder: the last; encoder: the mask)
         "n_layers": len(seen["attention"]),
         "n_heads": int(seen["attention"][0].shape[1]),
         "truncated": truncated,
@@ -165,6 +214,8 @@ def continue_text(
     The prompt is the end of `text` that leaves room for `max_new_tokens` in the model's context.
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    if check_kind(model) != "decoder":
+        raise ConfigError("sampling a continuation needs a decoder; this is an encoder (fill-mask)")
     if not 1 <= check_max_new_tokens(max_new_tokens) < model.config.max_len:
         raise ConfigError(f"max_new_tokens must lie in 1..{model.config.max_len - 1}, got {max_new_tokens}")
     if not (is_integer(seed) and 0 <= seed < 2**63):

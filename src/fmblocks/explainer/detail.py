@@ -1,7 +1,9 @@
 """One layer, head and token under the magnifier: embeddings, attention step by step, feed-forward units.
 
+Decoders (causal) and encoders (bidirectional, no mask but padding, which the explainer never adds).
+
     inspect_token(model, tok, text, layer=1, head=0, token=5) -> {
-        "embedding": {"token": (D,), "position": (D,) or None, "input": (D,), "scale"},
+        "embedding": {"token": (D,), "position": (D,) or None, "token_type": (D,) or None, "input": (D,), ...},
         "qkv": {"query": (Dh,), "keys": (S, Dh), "values": (S, Dh), "scale", "dots": (S,), "bias": (S,) or None,
                 "mask": (S,) bool, "scores": (S,), "weights": (S,), "output": (Dh,)} or None,
         "mlp": {"units": top units of the token [(unit, value)], "overall": the layer's most active units
@@ -27,7 +29,7 @@ from torch import nn
 
 from fmblocks.blocks.attention import MultiHeadAttention, combine_masks, repeat_kv
 from fmblocks.errors import ConfigError
-from fmblocks.explainer.analysis import encode_tail, token_strings
+from fmblocks.explainer.analysis import check_kind, encode_tail, token_strings
 from fmblocks.generation import is_integer
 from fmblocks.tokenizers.base import Tokenizer
 
@@ -69,16 +71,18 @@ def attention_steps(attn: MultiHeadAttention, h: torch.Tensor, head: int, token:
     }
 
 
-def embedding_parts(model: nn.Module, ids: list[int], token: int) -> dict[str, Any]:
-    """Token vector (times the scheme's scale), position vector (None when positions are not added), their sum."""
+def embedding_parts(model: nn.Module, ids: list[int], token: int, embedded: torch.Tensor) -> dict[str, Any]:
+    """Token vector (times the scheme's scale), position vector (None when positions are not added), token-type
+    vector (BERT; type 0), and the stack's input `embedded` (T, D) at the token (their sum, normed in post-norm)."""
     embed = model.embed
     scale = float(embed.positions.embedding_scale)
     vector = embed.tokens.weight[ids[token]] * scale  # (D,)
     added = embed.positions.embed(torch.tensor([token]))
     position = None if added is None else added.reshape(-1, vector.shape[0])[0]
-    total = vector if position is None else vector + position
+    kind = None if embed.token_types is None else embed.token_types.weight[0]
     return {"token": vector.tolist(), "position": None if position is None else position.tolist(),
-            "input": total.tolist(), "scale": scale, "positions": model.config.pos}
+            "token_type": None if kind is None else kind.tolist(), "input": embedded[token].tolist(),
+            "normed": not model.config.norm_first, "scale": scale, "positions": model.config.pos}
 
 
 def mlp_units(activations: torch.Tensor, token: int, n: int = TOP_UNITS) -> dict[str, Any]:
@@ -94,6 +98,7 @@ def mlp_units(activations: torch.Tensor, token: int, n: int = TOP_UNITS) -> dict
 def inspect_token(model: nn.Module, tokenizer: Tokenizer, text: str, *, layer: int = 0, head: int = 0,
                   token: int | None = None, max_tokens: int | None = None) -> dict[str, Any]:
     """The detail views for `layer`, `head` and `token` (default the last token) of `text`; see the docstring."""
+    check_kind(model)
     model.eval()
     config = model.config
     layer = check_index("layer", layer, config.n_layers)
@@ -111,5 +116,5 @@ def inspect_token(model: nn.Module, tokenizer: Tokenizer, text: str, *, layer: i
     else:
         reason = f"layer {layer} mixes tokens with {type(block.attn).__name__}, not attention"
     return {"layer": layer, "head": head, "token": token, "tokens": token_strings(tokenizer, ids), "ids": ids,
-            "embedding": embedding_parts(model, ids, token), "qkv": qkv, "qkv_reason": reason,
+            "embedding": embedding_parts(model, ids, token, seen["embeddings"][0]), "qkv": qkv, "qkv_reason": reason,
             "mlp": mlp_units(seen["mlp"][layer][0].float(), token), "truncated": truncated}

@@ -122,7 +122,8 @@ function drawArchitecture() {
     part("positions", positions),
     ...blocks,
     ...(arch.final_norm ? [part("norm", `final ${arch.final_norm} norm`)] : []),
-    part("head", `output head → ${arch.vocab_size} logits${arch.tied ? " (tied to the embedding)" : ""}`),
+    part("head", `${arch.arch === "encoder" ? "masked-LM head" : "output head"} → ${arch.vocab_size} logits` +
+                 `${arch.tied ? " (tied to the embedding)" : ""}`),
   );
 }
 
@@ -164,7 +165,8 @@ function drawEmbeddingVectors() {
     vectorStrip(e.scale !== 1 ? `token embedding × ${fmt(e.scale, 2)}` : "token embedding", e.token)];
   if (e.position) parts.push(vectorStrip(`position ${t} (${e.positions})`, e.position));
   else parts.push(el("p", { className: "hint" }, `${e.positions} positions are applied inside attention, not added here`));
-  parts.push(vectorStrip("input = sum", e.input));
+  if (e.token_type) parts.push(vectorStrip("token type 0", e.token_type));
+  parts.push(vectorStrip(e.normed ? "input = norm(sum)" : "input = sum", e.input));
   box.replaceChildren(...parts);
 }
 
@@ -324,7 +326,10 @@ function drawNext() {
   const { next, cutoff } = state.data, top = Math.max(...next.map((n) => Math.max(n.p, n.p_temperature, n.p_sampled)));
   const filters = [`temperature ${cutoff.temperature}`, cutoff.top_k ? `top-k ${cutoff.top_k}` : "top-k off",
                    cutoff.top_p ? `top-p ${cutoff.top_p}` : "top-p off"].join(" · ");
-  $("cutoff").textContent = `${filters}: sampling keeps ${cutoff.kept} of ${cutoff.vocab_size} tokens ` +
+  const where = state.data.task === "fill-mask"
+    ? `fill-mask at token ${state.data.position} “${show(state.data.tokens[state.data.position])}”`
+    : `next token after token ${state.data.position}`;
+  $("cutoff").textContent = `${where} · ${filters}: sampling keeps ${cutoff.kept} of ${cutoff.vocab_size} tokens ` +
     `(cut-off at ${pct(cutoff.min_kept_p_temperature)} after temperature)`;
   const bars = [];
   next.forEach((n, i) => {
@@ -418,6 +423,11 @@ async function start() {
   $("model-info").textContent = `${m.arch} · ${m.n_layers} layers · ${m.n_heads} heads · d_model ${m.d_model} · ` +
     `${m.pos} positions · ${m.norm} norm · ${m.ffn} · vocabulary ${info.vocab_size} · context ${m.max_len}`;
   $("text").value = info.default_text;
+  if (m.arch !== "decoder") {
+    $("sample").disabled = true;
+    $("continuation-truncated").textContent = "an encoder fills in masked tokens ([MASK] or <mask> in the text) " +
+      "instead of continuing a text: see the probabilities";
+  }
   $("new-tokens").max = info.max_new_tokens;
   $("new-tokens").value = Math.min(Number($("new-tokens").value), info.max_new_tokens);
   $("tokenizer").replaceChildren(...info.tokenizers.map((name) =>
