@@ -22,8 +22,8 @@ from fmblocks.tokenizers.simple import train_char  # noqa: E402
 TEXT = "Attention mixes the context."
 
 
-def serving(model, tokenizer, text):
-    explainer = Explainer(model, tokenizer, default_text=text)
+def serving(model, tokenizer, text, source=""):
+    explainer = Explainer(model, tokenizer, default_text=text, default_source=source)
     server = make_server(explainer, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -88,3 +88,16 @@ def page(site, browser):
     browser.get(site[0])
     browser.wait("return document.body.dataset.ready && document.querySelectorAll('#tok-pieces .token').length")
     return browser
+
+
+@pytest.fixture(scope="session")
+def seq2seq_site():
+    """The url of a tiny encoder-decoder's page (cross-attention), opening on source "the cat sat"."""
+    tokenizer = train_char(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,"])
+    torch.manual_seed(0)
+    model = build_model(preset("transformer-base", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2,
+                               n_heads=4, d_ff=64, max_len=32, n_decoder_layers=3)).eval()
+    server = serving(model, tokenizer, "die Katze", "the cat sat")
+    yield server.url
+    server.shutdown()
+    server.server_close()

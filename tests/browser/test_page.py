@@ -140,3 +140,28 @@ def test_an_encoder_page_fills_the_mask(encoder_site, browser) -> None:
     assert "masked-LM head" in browser.find("#arch-diagram").text
     mask = browser.run("return [...document.querySelectorAll('#qkv-table td.mask-off')].length")
     assert mask == 0  # bidirectional: no key is masked
+
+
+def test_an_encoder_decoder_page_shows_cross_attention(seq2seq_site, browser) -> None:
+    import json
+    import urllib.request
+
+    browser.get(seq2seq_site)
+    browser.wait("return document.body.dataset.ready && !document.getElementById('cross-box').hidden")
+    source = browser.find("#source")
+    source.send_keys(" down")
+    browser.wait("return document.querySelectorAll('#cross-heatmap text.col-label').length === 16")
+    browser.find('#attn-overview canvas[data-layer="2"][data-head="3"]').click()
+    browser.wait("return document.body.dataset.ready === '2/3/8'")
+    body = json.dumps({"text": "die Katze", "source": "the cat sat down"}).encode()
+    request = urllib.request.Request(seq2seq_site + "api/analyze", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = json.loads(response.read())
+    columns = browser.run("return [...document.querySelectorAll('#cross-heatmap text.col-label')].map(e => e.textContent)")
+    assert columns == [shown(t) for t in data["source"]["tokens"]]
+    rows = browser.run("return [...document.querySelectorAll('#cross-heatmap text.row-label')].map(e => e.textContent)")
+    assert rows == [shown(t) for t in data["tokens"]]
+    weights = browser.run("return [...document.querySelectorAll('#cross-heatmap rect[data-w]')].map(e => +e.dataset.w)")
+    assert weights == pytest.approx([w for row in data["cross_attention"][2][3] for w in row], abs=1e-9)
+    assert browser.run("return document.querySelectorAll('#arch-diagram .block.encoder').length") == 2
+    assert browser.run("return document.querySelectorAll('#arch-diagram .part.cross').length") == 3

@@ -69,3 +69,13 @@ def bert_encoder():
     config = preset("bert-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
                     max_len=32)
     return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def seq2seq():
+    """A tiny encoder-decoder (sinusoidal positions, post-norm) with a character tokenizer."""
+    tokenizer = train_char(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,"])
+    torch.manual_seed(0)
+    config = preset("transformer-base", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
+                    d_ff=64, max_len=32, n_decoder_layers=3)
+    return build_model(config).eval(), tokenizer

@@ -60,5 +60,5 @@ def test_other_kinds_are_refused_with_the_known_ones() -> None:
     from fmblocks.models import build_model, preset
 
     model = build_model(preset("vit-tiny", n_classes=10))
-    with pytest.raises(ConfigError, match="decoders .* and encoders"):
+    with pytest.raises(ConfigError, match="encoders .fill-mask. and encoder-decoders .*not vit"):
         analyze(model, None, "x")

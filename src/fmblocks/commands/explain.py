@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a decoder or encoder run directory (default: the built-in model)")
     parser.add_argument("--text", help="the text the page opens with")
+    parser.add_argument("--source", default="", help="an encoder-decoder's source text the page opens with")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     parser.set_defaults(func=run)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             model, tokenizer = default_model()
         text = args.text if args.text is not None else (DEFAULT_TEXT if not args.checkpoint else "")
-        server.explainer = Explainer(model, tokenizer, default_text=text)
+        server.explainer = Explainer(model, tokenizer, default_text=text, default_source=args.source)
         print(f"fmblocks explainer: {server.url}  (Ctrl-C stops it)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:

@@ -88,15 +88,26 @@ def encode_tail(tokenizer: Tokenizer, text: str, max_tokens: int) -> tuple[list[
     return ids, {"start": start, "message": message}
 
 
+def describe_blocks(config: Any, n_layers: int, *, cross: bool) -> list[dict[str, Any]]:
+    """Each block's parts, as `architecture` lists them."""
+    return [{"index": i, "mixer": mixer, "core": config.attention if mixer == "attention" else None,
+             "norm": config.norm, "norm_first": config.norm_first, "ffn": config.ffn,
+             "activation": config.activation if config.ffn == "mlp" else None, "d_ff": config.d_ff,
+             "n_heads": config.n_heads, "n_kv_heads": config.n_kv_heads or config.n_heads, "cross": cross}
+            for i, mixer in enumerate(config.layer_mixers(n_layers))]
+
+
 def architecture(config: Any) -> dict[str, Any]:
-    """The model as the page draws it, from its config: embedding, positions, each block's parts, the head."""
-    blocks = [{"index": i, "mixer": mixer, "core": config.attention if mixer == "attention" else None,
-               "norm": config.norm, "norm_first": config.norm_first, "ffn": config.ffn,
-               "activation": config.activation if config.ffn == "mlp" else None, "d_ff": config.d_ff,
-               "n_heads": config.n_heads, "n_kv_heads": config.n_kv_heads or config.n_heads}
-              for i, mixer in enumerate(config.layer_mixers(config.n_layers))]
+    """The model as the page draws it, from its config: embedding, positions, each block's parts, the head.
+
+    "blocks" are the layers the page selects (an encoder-decoder's decoder blocks, with cross-attention);
+    an encoder-decoder's encoder blocks are under "encoder_blocks".
+    """
+    seq2seq = config.arch == "encoder-decoder"
     return {"arch": config.arch, "d_model": config.d_model, "vocab_size": config.vocab_size,
-            "max_len": config.max_len, "positions": config.pos, "blocks": blocks,
+            "max_len": config.max_len, "positions": config.pos,
+            "blocks": describe_blocks(config, config.decoder_layers if seq2seq else config.n_layers, cross=seq2seq),
+            "encoder_blocks": describe_blocks(config, config.n_layers, cross=False) if seq2seq else None,
             "final_norm": config.norm if config.norm_first else None, "tied": bool(config.tie_embeddings),
             "token_types": config.type_vocab_size}
 
@@ -114,18 +125,46 @@ def top_predictions(logits: torch.Tensor, tokenizer: Tokenizer, n: int = 3) -> l
             for vs, ids in zip(values, indices)]
 
 
+KINDS = ("decoder", "encoder", "encoder-decoder")  # the model kinds the explainer reads as text
+
+
+def text_stack(model: nn.Module) -> nn.Module:
+    """The BlockStack whose tokens the page shows: the decoder's of an encoder-decoder, else the only one."""
+    return model.decoder if model.config.arch == "encoder-decoder" else model.stack
+
+
 def readout(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """A residual stream (B, T, D) through the model's final norm and output head (LM or masked-LM) -> logits."""
-    head = model.lm_head if model.config.arch == "decoder" else model.mlm_head
-    return head(model.stack.final_norm(h))
+    head = model.mlm_head if model.config.arch == "encoder" else model.lm_head
+    return head(text_stack(model).final_norm(h))
 
 
 def check_kind(model: nn.Module) -> str:
-    """The model's arch when the explainer reads it as text: "decoder" or "encoder"; ConfigError otherwise."""
+    """The model's arch when the explainer reads it as text (one of KINDS); ConfigError otherwise."""
     arch = model.config.arch
-    if arch not in ("decoder", "encoder"):
-        raise ConfigError(f"the explainer reads decoders (next token) and encoders (fill-mask), not {arch} models")
+    if arch not in KINDS:
+        raise ConfigError(f"the explainer reads decoders (next token), encoders (fill-mask) and encoder-decoders "
+                          f"(next token, cross-attention), not {arch} models")
     return arch
+
+
+def run_model(model: nn.Module, tokenizer: Tokenizer, text: str, source: str | None, max_tokens: int | None
+              ) -> tuple[list[int], dict | None, Any, dict[str, Any] | None]:
+    """(ids, truncated, model output with intermediates, source part or None) for `text` (and `source`).
+
+    An encoder-decoder reads `source` with its encoder and `text` (the start of the target) with its decoder;
+    the source part is {"tokens", "ids", "truncated"}.
+    """
+    limit = min(max_tokens or model.config.max_len, model.config.max_len)
+    ids, truncated = encode_tail(tokenizer, text, limit)
+    if model.config.arch != "encoder-decoder":
+        return ids, truncated, model(torch.tensor([ids]), return_intermediates=True), None
+    if not isinstance(source, str):
+        raise ConfigError(f"source must be a string (the encoder's text), got {type(source).__name__}")
+    source_ids, source_truncated = encode_tail(tokenizer, source, limit)
+    out = model(torch.tensor([source_ids]), torch.tensor([ids]), return_intermediates=True)
+    return ids, truncated, out, {"tokens": token_strings(tokenizer, source_ids), "ids": source_ids,
+                                 "truncated": source_truncated}
 
 
 def predicted_position(model: nn.Module, tokenizer: Tokenizer, ids: list[int]) -> int:
@@ -166,21 +205,29 @@ def analyze(
     top_p: float | None = None,
     n_next: int = 15,
     max_tokens: int | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Tokens, embedding map, attention per layer and head, next-token probabilities and truncation for `text`.
 
-    At most `max_tokens` tokens (default: the model's max_len) of the end of `text` are analysed.
+    At most `max_tokens` tokens (default: the model's max_len) of the end of `text` are analysed. An
+    encoder-decoder also reads `source` (its encoder's text): then "source" holds its tokens,
+    "cross_attention" the decoder's weights on it [L][H][T][S] and "encoder_attention" [L][H][S][S].
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     arch = check_kind(model)
     model.eval()
-    ids, truncated = encode_tail(tokenizer, text, min(max_tokens or model.config.max_len, model.config.max_len))
-    out = model(torch.tensor([ids]), return_intermediates=True)
+    ids, truncated, out, source_part = run_model(model, tokenizer, text, source, max_tokens)
     seen = out.intermediates
     position = predicted_position(model, tokenizer, ids)
     logits = out.logits[0, position]  # (V,)
     items, cutoff = next_token(logits, tokenizer, temperature=temperature, top_k=top_k, top_p=top_p, n=n_next)
+    extra = {} if source_part is None else {
+        "source": source_part,
+        "cross_attention": [layer[0].tolist() for layer in seen["cross_attention"]],  # [L][H][T][S]
+        "encoder_attention": [layer[0].tolist() for layer in seen["encoder"]["attention"]],  # [L][H][S][S]
+    }
     return {
+        **extra,
         "tokens": token_strings(tokenizer, ids),
         "ids": ids,
         "embeddings_2d": pca_2d(seen["embeddings"][0]).tolist(),
@@ -189,7 +236,7 @@ def analyze(
         "cutoff": cutoff,
         "lens": logit_lens(model, seen["hidden"], tokenizer),
         "mlp_norm": [a[0].float().pow(2).mean(-1).sqrt().tolist() for a in seen["mlp"]],  # [L][T]
-        "task": "next token" if arch == "decoder" else "fill-mask",
+        "task": "fill-mask" if arch == "encoder" else "next token",
         "position": position,  # the token whose prediction "next" is (decoder: the last; encoder: the mask)
         "n_layers": len(seen["attention"]),
         "n_heads": int(seen["attention"][0].shape[1]),
@@ -214,8 +261,10 @@ def continue_text(
     The prompt is the end of `text` that leaves room for `max_new_tokens` in the model's context.
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
-    if check_kind(model) != "decoder":
-        raise ConfigError("sampling a continuation needs a decoder; this is an encoder (fill-mask)")
+    arch = check_kind(model)
+    if arch != "decoder":
+        raise ConfigError(f"sampling a continuation needs a decoder; this is an {arch} (its prediction is in "
+                          "the probabilities)")
     if not 1 <= check_max_new_tokens(max_new_tokens) < model.config.max_len:
         raise ConfigError(f"max_new_tokens must lie in 1..{model.config.max_len - 1}, got {max_new_tokens}")
     if not (is_integer(seed) and 0 <= seed < 2**63):

@@ -29,7 +29,7 @@ from torch import nn
 
 from fmblocks.blocks.attention import MultiHeadAttention, combine_masks, repeat_kv
 from fmblocks.errors import ConfigError
-from fmblocks.explainer.analysis import check_kind, encode_tail, token_strings
+from fmblocks.explainer.analysis import check_kind, run_model, text_stack, token_strings
 from fmblocks.generation import is_integer
 from fmblocks.tokenizers.base import Tokenizer
 
@@ -96,23 +96,28 @@ def mlp_units(activations: torch.Tensor, token: int, n: int = TOP_UNITS) -> dict
 
 @torch.no_grad()
 def inspect_token(model: nn.Module, tokenizer: Tokenizer, text: str, *, layer: int = 0, head: int = 0,
-                  token: int | None = None, max_tokens: int | None = None) -> dict[str, Any]:
-    """The detail views for `layer`, `head` and `token` (default the last token) of `text`; see the docstring."""
-    check_kind(model)
+                  token: int | None = None, max_tokens: int | None = None, source: str | None = None
+                  ) -> dict[str, Any]:
+    """The detail views for `layer`, `head` and `token` (default the last token) of `text`; see the docstring.
+
+    For an encoder-decoder, `source` is the encoder's text and the layers are the decoder's.
+    """
+    arch = check_kind(model)
     model.eval()
     config = model.config
-    layer = check_index("layer", layer, config.n_layers)
+    stack = text_stack(model)
+    layer = check_index("layer", layer, len(stack.layers))
     head = check_index("head", head, config.n_heads)
-    ids, truncated = encode_tail(tokenizer, text, min(max_tokens or config.max_len, config.max_len))
-    token = len(ids) - 1 if token is None else min(check_index("token", token, 1 << 30), len(ids) - 1)
-    out = model(torch.tensor([ids]), return_intermediates=True)
+    token = None if token is None else check_index("token", token, 1 << 30)
+    ids, truncated, out, _ = run_model(model, tokenizer, text, source, max_tokens)
+    token = len(ids) - 1 if token is None else min(token, len(ids) - 1)
     seen = out.intermediates
-    block = model.stack.layers[layer]
+    block = stack.layers[layer]
     x = seen["embeddings"] if layer == 0 else seen["hidden"][layer - 1]  # the block's input (1, T, D)
     h = block.norm1(x) if block.norm_first else x
     qkv, reason = None, None
     if isinstance(block.attn, MultiHeadAttention):
-        qkv = attention_steps(block.attn, h, head, token, causal=config.arch == "decoder")
+        qkv = attention_steps(block.attn, h, head, token, causal=arch != "encoder")
     else:
         reason = f"layer {layer} mixes tokens with {type(block.attn).__name__}, not attention"
     return {"layer": layer, "head": head, "token": token, "tokens": token_strings(tokenizer, ids), "ids": ids,

@@ -3,10 +3,11 @@
     GET  /                 the page (static/index.html, app.js, style.css; no external assets)
     GET  /api/info         {"model": config dict, "architecture", "tokenizers", "vocab_size", "default_text",
                             "max_tokens", "max_new_tokens"}
-    POST /api/analyze      {"text", "temperature", "top_k", "top_p"}        -> analysis.analyze(...)
+    POST /api/analyze      {"text", "temperature", "top_k", "top_p", "source"} -> analysis.analyze(...)
     POST /api/generate     {"text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
                                                                            -> analysis.continue_text(...)
-    POST /api/inspect      {"text", "layer", "head", "token"}              -> detail.inspect_token(...)
+    POST /api/inspect      {"text", "layer", "head", "token", "source"}    -> detail.inspect_token(...)
+("source", the encoder's text, only for an encoder-decoder model.)
     POST /api/tokenize     {"text", "tokenizer"}                           -> playground.tokenize_text(...)
 What it refuses, always with a JSON {"error": message} and before any model work:
   - binding anything but a loopback address (127.0.0.0/8, ::1, localhost), or a port it cannot have:
@@ -97,8 +98,10 @@ def text_of(body: dict[str, Any]) -> str:
 class Explainer:
     """A model and its tokenizer behind the API: one lock (torch modules are not re-entrant), a short queue."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, default_text: str = "") -> None:
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, default_text: str = "",
+                 default_source: str = "") -> None:
         self.model, self.tokenizer, self.default_text = model.eval(), tokenizer, default_text
+        self.default_source = default_source
         self.lock = threading.Lock()
         self.waiting = threading.BoundedSemaphore(MAX_WAITING)
         self.max_tokens = min(MAX_TOKENS, model.config.max_len)
@@ -116,22 +119,34 @@ class Explainer:
         finally:
             self.waiting.release()
 
+    def source_of(self, body: dict[str, Any]) -> str | None:
+        """The encoder's text of an encoder-decoder request (ConfigError if not a string); None for other models."""
+        if self.model.config.arch != "encoder-decoder":
+            return None
+        source = body.get("source", "")
+        if not isinstance(source, str):
+            raise ConfigError(f"source must be a string, got {type(source).__name__}")
+        return source
+
     def info(self) -> dict[str, Any]:
         return {"model": self.model.config.to_dict(), "architecture": architecture(self.model.config),
                 "tokenizers": list(PLAYGROUND), "vocab_size": self.tokenizer.vocab_size,
-                "default_text": self.default_text, "max_tokens": self.max_tokens,
+                "default_text": self.default_text, "default_source": self.default_source,
+                "max_tokens": self.max_tokens,
                 "max_new_tokens": self.max_new_tokens}
 
     def analyze(self, body: dict[str, Any]) -> dict[str, Any]:
         text, options = text_of(body), sampling_options(body)
         with self.turn():
-            return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, **options)
+            return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, source=self.source_of(body),
+                           **options)
 
     def inspect(self, body: dict[str, Any]) -> dict[str, Any]:
         text = text_of(body)
         with self.turn():
             return inspect_token(self.model, self.tokenizer, text, layer=body.get("layer", 0),
-                                 head=body.get("head", 0), token=body.get("token"), max_tokens=self.max_tokens)
+                                 head=body.get("head", 0), token=body.get("token"), max_tokens=self.max_tokens,
+                                 source=self.source_of(body))
 
     def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
         text = text_of(body)

@@ -29,9 +29,12 @@ function svgEl(tag, attrs = {}, text) {
   return node;
 }
 
+const seq2seq = () => state.info && state.info.model.arch === "encoder-decoder";
+
 function options() {
   return {
     text: $("text").value,
+    ...(seq2seq() ? { source: $("source").value } : {}),
     temperature: Number($("temperature").value),
     top_k: Number($("top-k").value) || null,
     top_p: Number($("top-p").value) < 1 ? Number($("top-p").value) : null,
@@ -105,22 +108,29 @@ function drawArchitecture() {
       : b.mixer;
     const ffn = `${b.ffn}${b.activation ? ` (${b.activation})` : ""} · d_ff ${b.d_ff}`;
     const norm = `${b.norm} norm`;
-    const rows = b.norm_first
-      ? [part("norm", norm), part("mixer", mixer), part("residual", "+ residual"), part("norm", norm),
-         part("ffn", ffn), part("residual", "+ residual")]
-      : [part("mixer", mixer), part("residual", "+ residual"), part("norm", norm), part("ffn", ffn),
-         part("residual", "+ residual"), part("norm", norm)];
-    return el("div", {
-      className: `block${b.index === state.layer ? " selected" : ""}`, "data-layer": b.index,
-      onclick: () => select({ layer: b.index }), title: `select layer ${b.index}`,
-    }, el("div", { className: "block-title" }, `block ${b.index}`), ...rows);
+    const sublayer = (name, text) => (b.norm_first
+      ? [part("norm", norm), part(name, text), part("residual", "+ residual")]
+      : [part(name, text), part("residual", "+ residual"), part("norm", norm)]);
+    const rows = [...sublayer("mixer", mixer),
+                  ...(b.cross ? sublayer("mixer cross", `cross-attention on the encoder's output · ${b.n_heads} heads`) : []),
+                  ...sublayer("ffn", ffn)];
+    return [b, rows];
   });
+  const selectable = blocks.map(([b, rows]) => el("div", {
+    className: `block${b.index === state.layer ? " selected" : ""}`, "data-layer": b.index,
+    onclick: () => select({ layer: b.index }), title: `select layer ${b.index}`,
+  }, el("div", { className: "block-title" }, `${arch.encoder_blocks ? "decoder " : ""}block ${b.index}`), ...rows));
+  const encoder = (arch.encoder_blocks || []).map((b) => el("div", { className: "block encoder" },
+    el("div", { className: "block-title" }, `encoder block ${b.index}`),
+    part("mixer", `bidirectional attention · ${b.n_heads} heads`), part("ffn", `${b.ffn} · d_ff ${b.d_ff}`)));
   const positions = arch.positions === "learned" || arch.positions === "sinusoidal"
     ? `+ ${arch.positions} position embeddings` : `${arch.positions} positions (inside attention)`;
   box.replaceChildren(
     part("embedding", `token embedding · ${arch.vocab_size} × ${arch.d_model}`),
     part("positions", positions),
-    ...blocks,
+    ...encoder,
+    ...(encoder.length ? [part("positions", "memory → every decoder block's cross-attention; target embedding")] : []),
+    ...selectable,
     ...(arch.final_norm ? [part("norm", `final ${arch.final_norm} norm`)] : []),
     part("head", `${arch.arch === "encoder" ? "masked-LM head" : "output head"} → ${arch.vocab_size} logits` +
                  `${arch.tied ? " (tied to the embedding)" : ""}`),
@@ -252,20 +262,25 @@ function drawAttention() {
     });
   });
   $("attn-overview").replaceChildren(grid);
-  drawHeatmap(data.attention[layer][head], data.tokens);
+  drawHeatmap($("attn-heatmap"), data.attention[layer][head], data.tokens, data.tokens);
+  $("cross-box").hidden = !data.cross_attention;
+  if (data.cross_attention) drawHeatmap($("cross-heatmap"), data.cross_attention[layer][head], data.tokens, data.source.tokens);
 }
 
-function drawHeatmap(matrix, tokens) {
-  const svg = $("attn-heatmap"), n = tokens.length, cell = Math.max(9, Math.min(24, Math.floor(960 / n)));
-  const margin = 64, size = margin + n * cell, t = selectedToken();
-  svg.setAttribute("width", size); svg.setAttribute("height", size);
-  svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
+function drawHeatmap(svg, matrix, rowTokens, colTokens) {  // rows: queries, columns: keys, labels on both axes
+  const n = Math.max(rowTokens.length, colTokens.length), cell = Math.max(9, Math.min(24, Math.floor(960 / n)));
+  const margin = 64, width = margin + colTokens.length * cell, height = margin + rowTokens.length * cell;
+  const t = selectedToken();
+  svg.setAttribute("width", width); svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.replaceChildren();
   const font = Math.min(12, cell - 1);
-  tokens.forEach((token, i) => {
+  rowTokens.forEach((token, i) => {
     svg.appendChild(svgEl("text", { x: margin - 4, y: margin + i * cell + cell * 0.75, class: "row-label",
                                     "text-anchor": "end", "font-size": font }, show(token)));
-    const x = margin + i * cell + cell * 0.7;
+  });
+  colTokens.forEach((token, j) => {
+    const x = margin + j * cell + cell * 0.7;
     svg.appendChild(svgEl("text", { x, y: margin - 4, class: "col-label", "font-size": font,
                                     transform: `rotate(-60 ${x} ${margin - 4})` }, show(token)));
   });
@@ -273,8 +288,8 @@ function drawHeatmap(matrix, tokens) {
     svg.appendChild(svgEl("rect", { x: margin + j * cell, y: margin + i * cell, width: cell, height: cell,
                                     fill: heat(w), "data-w": w }));
   }));
-  svg.appendChild(svgEl("rect", { x: margin, y: margin + t * cell, width: n * cell, height: cell, fill: "none",
-                                  stroke: "#d9480f", "stroke-width": 2, class: "row-highlight" }));
+  svg.appendChild(svgEl("rect", { x: margin, y: margin + t * cell, width: colTokens.length * cell, height: cell,
+                                  fill: "none", stroke: "#d9480f", "stroke-width": 2, class: "row-highlight" }));
 }
 
 // --- feed-forward ---------------------------------------------------------------------------------
@@ -387,7 +402,7 @@ async function inspect() {
   const ticket = ++inspecting;
   try {
     const detail = await call("/api/inspect", { text: $("text").value, layer: state.layer, head: state.head,
-                                                token: selectedToken() });
+                                                token: selectedToken(), ...(seq2seq() ? { source: $("source").value } : {}) });
     if (ticket !== inspecting) return;  // a newer selection is on its way
     state.detail = detail;
     drawEmbeddingVectors(); drawQkv(); drawMlpUnits(); drawEmbeddingMap();
@@ -423,10 +438,18 @@ async function start() {
   $("model-info").textContent = `${m.arch} · ${m.n_layers} layers · ${m.n_heads} heads · d_model ${m.d_model} · ` +
     `${m.pos} positions · ${m.norm} norm · ${m.ffn} · vocabulary ${info.vocab_size} · context ${m.max_len}`;
   $("text").value = info.default_text;
-  if (m.arch !== "decoder") {
+  if (m.arch === "encoder") {
     $("sample").disabled = true;
     $("continuation-truncated").textContent = "an encoder fills in masked tokens ([MASK] or <mask> in the text) " +
       "instead of continuing a text: see the probabilities";
+  }
+  if (m.arch === "encoder-decoder") {
+    $("sample").disabled = true;
+    $("continuation-truncated").textContent = "sampling here is for decoders; the encoder-decoder's next target " +
+      "token is in the probabilities";
+    $("source-box").hidden = false;
+    $("source").value = info.default_source;
+    $("source").oninput = analyzeSoon;
   }
   $("new-tokens").max = info.max_new_tokens;
   $("new-tokens").value = Math.min(Number($("new-tokens").value), info.max_new_tokens);
