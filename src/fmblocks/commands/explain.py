@@ -1,7 +1,8 @@
 """`fmblocks explain`: open the transformer explainer on this machine (http://127.0.0.1:8765).
 
     fmblocks explain                          # the built-in character-level model (shipped, opens at once)
-    fmblocks explain --checkpoint runs/lm     # any decoder or encoder run written by `fmblocks train`
+    fmblocks explain --checkpoint runs/lm     # any decoder, encoder or encoder-decoder run of `fmblocks train`
+    fmblocks explain --checkpoint runs/mnist/classifier   # a ViT: MNIST digits as patch tokens
 
 The page shows the model's architecture, a tokenizer playground, the embeddings, the attention of
 every layer and head (and one query step by step), the feed-forward units, the logit lens, the
@@ -17,7 +18,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("explain", help="look inside a decoder in the browser", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, help="a decoder or encoder run directory (default: the built-in model)")
+    parser.add_argument("--checkpoint", type=Path, help="a run directory (decoder, encoder, encoder-decoder or ViT; default: the built-in model)")
     parser.add_argument("--text", help="the text the page opens with")
     parser.add_argument("--source", default="", help="an encoder-decoder's source text the page opens with")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
@@ -25,17 +26,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def load_for_explainer(path: Path):
+    """(model, tokenizer) of a run: a ViT's tokenizer is None (it reads images, e.g. `fmblocks mnist`'s
+    classifier/); other kinds need their tokenizer.json; kinds the explainer cannot show are refused."""
+    from fmblocks.errors import ConfigError
+    from fmblocks.explainer.analysis import KINDS
+    from fmblocks.training.checkpoint import load_checkpoint
+    from fmblocks.training.runs import load_run
+
+    model, config, _ = load_checkpoint(path)
+    if config.arch == "vit":
+        return model, None
+    if config.arch not in KINDS:
+        raise ConfigError(f"{path}: the explainer shows {', '.join(KINDS)} and vit models, not {config.arch}")
+    return load_run(path)[0::2]
+
+
 def run(args: argparse.Namespace) -> int:
     from fmblocks.explainer.default import DEFAULT_TEXT, default_model
-    from fmblocks.explainer.analysis import check_kind
     from fmblocks.explainer.server import Explainer, ExplainerServer
-    from fmblocks.training.runs import load_run
 
     server = ExplainerServer(args.host, args.port)
     try:
         if args.checkpoint:
-            model, _, tokenizer = load_run(args.checkpoint)
-            check_kind(model)
+            model, tokenizer = load_for_explainer(args.checkpoint)
         else:
             model, tokenizer = default_model()
         text = args.text if args.text is not None else (DEFAULT_TEXT if not args.checkpoint else "")

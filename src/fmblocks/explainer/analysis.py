@@ -21,6 +21,7 @@ long the text), and the result's "truncated" says where the analysed part starts
 was cut).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -117,11 +118,16 @@ def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def top_predictions(logits: torch.Tensor, tokenizer: Tokenizer, n: int = 3) -> list[list[dict[str, Any]]]:
-    """(T, V) logits -> per position its n most probable tokens [{"id", "token", "p"}]."""
+def decoder_of(tokenizer: Tokenizer) -> Callable[[int], str]:
+    """id -> its text, the label of a predicted token."""
+    return lambda i: tokenizer.decode([i])
+
+
+def top_predictions(logits: torch.Tensor, label: Callable[[int], str], n: int = 3) -> list[list[dict[str, Any]]]:
+    """(T, V) logits -> per position its n most probable tokens [{"id", "token": label(id), "p"}]."""
     probs = logits.float().softmax(-1)
     values, indices = probs.topk(min(n, probs.shape[-1]), dim=-1)  # (T, n)
-    return [[{"id": int(i), "token": tokenizer.decode([int(i)]), "p": float(v)} for v, i in zip(vs, ids)]
+    return [[{"id": int(i), "token": label(int(i)), "p": float(v)} for v, i in zip(vs, ids)]
             for vs, ids in zip(values, indices)]
 
 
@@ -134,8 +140,10 @@ def text_stack(model: nn.Module) -> nn.Module:
 
 
 def readout(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """A residual stream (B, T, D) through the model's final norm and output head (LM or masked-LM) -> logits."""
-    head = model.mlm_head if model.config.arch == "encoder" else model.lm_head
+    """A residual stream (B, T, D) through the model's final norm and output head (LM, masked-LM or a ViT's
+    class head, here applied at every position) -> logits (B, T, V)."""
+    head = {"encoder": getattr(model, "mlm_head", None), "vit": getattr(model, "head", None)}.get(
+        model.config.arch) or model.lm_head
     return head(text_stack(model).final_norm(h))
 
 
@@ -173,12 +181,12 @@ def predicted_position(model: nn.Module, tokenizer: Tokenizer, ids: list[int]) -
     return ids.index(wanted) if wanted in ids else len(ids) - 1
 
 
-def logit_lens(model: nn.Module, hidden: list[torch.Tensor], tokenizer: Tokenizer) -> list[list[list[dict]]]:
+def logit_lens(model: nn.Module, hidden: list[torch.Tensor], label: Callable[[int], str]) -> list[list[list[dict]]]:
     """Each layer's residual stream (B, T, D) read out through the final norm and the head: [layer][T][top 3]."""
-    return [top_predictions(readout(model, h)[0], tokenizer) for h in hidden]
+    return [top_predictions(readout(model, h)[0], label) for h in hidden]
 
 
-def next_token(logits: torch.Tensor, tokenizer: Tokenizer, *, temperature: float, top_k: int | None,
+def next_token(logits: torch.Tensor, label: Callable[[int], str], *, temperature: float, top_k: int | None,
                top_p: float | None, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The n most probable next tokens under three distributions, and where sampling cuts the candidates."""
     probs = logits.float().softmax(-1)
@@ -186,7 +194,7 @@ def next_token(logits: torch.Tensor, tokenizer: Tokenizer, *, temperature: float
     sampled = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p).float().softmax(-1)
     kept = sampled > 0
     best = probs.topk(min(n, probs.numel())).indices
-    items = [{"id": int(i), "token": tokenizer.decode([int(i)]), "p": float(probs[i]),
+    items = [{"id": int(i), "token": label(int(i)), "p": float(probs[i]),
               "p_temperature": float(tempered[i]), "p_sampled": float(sampled[i]), "kept": bool(kept[i])}
              for i in best]
     cutoff = {"kept": int(kept.sum()), "vocab_size": int(probs.numel()), "temperature": temperature,
@@ -220,7 +228,7 @@ def analyze(
     seen = out.intermediates
     position = predicted_position(model, tokenizer, ids)
     logits = out.logits[0, position]  # (V,)
-    items, cutoff = next_token(logits, tokenizer, temperature=temperature, top_k=top_k, top_p=top_p, n=n_next)
+    items, cutoff = next_token(logits, decoder_of(tokenizer), temperature=temperature, top_k=top_k, top_p=top_p, n=n_next)
     extra = {} if source_part is None else {
         "source": source_part,
         "cross_attention": [layer[0].tolist() for layer in seen["cross_attention"]],  # [L][H][T][S]
@@ -234,7 +242,7 @@ def analyze(
         "attention": [layer[0].tolist() for layer in seen["attention"]],  # [L][H][T][T]
         "next": items,
         "cutoff": cutoff,
-        "lens": logit_lens(model, seen["hidden"], tokenizer),
+        "lens": logit_lens(model, seen["hidden"], decoder_of(tokenizer)),
         "mlp_norm": [a[0].float().pow(2).mean(-1).sqrt().tolist() for a in seen["mlp"]],  # [L][T]
         "task": "fill-mask" if arch == "encoder" else "next token",
         "position": position,  # the token whose prediction "next" is (decoder: the last; encoder: the mask)

@@ -61,8 +61,8 @@ PLAYGROUND: dict[str, Callable[[], Tokenizer]] = {
 class Playground:
     """The PLAYGROUND tokenizers, built lazily (thread-safe), with `own` as "model"."""
 
-    def __init__(self, own: Tokenizer) -> None:
-        self.built: dict[str, Tokenizer] = {"model": own}
+    def __init__(self, own: Tokenizer | None) -> None:
+        self.built: dict[str, Tokenizer] = {} if own is None else {"model": own}
         self.lock = threading.Lock()
 
     def get(self, name: Any) -> Tokenizer:
@@ -70,6 +70,8 @@ class Playground:
             raise ConfigError(f"unknown tokenizer {name!r}; known: {', '.join(PLAYGROUND)}")
         with self.lock:
             if name not in self.built:
+                if name == "model":
+                    raise ConfigError("this model reads images, it has no tokenizer; pick another")
                 self.built[name] = PLAYGROUND[name]()
             return self.built[name]
 

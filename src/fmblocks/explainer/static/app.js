@@ -30,11 +30,16 @@ function svgEl(tag, attrs = {}, text) {
 }
 
 const seq2seq = () => state.info && state.info.model.arch === "encoder-decoder";
+const vision = () => state.info && state.info.model.arch === "vit";
+const inputs = () => ({
+  text: $("text").value,
+  ...(seq2seq() ? { source: $("source").value } : {}),
+  ...(vision() ? { image: Number($("image-index").value) } : {}),
+});
 
 function options() {
   return {
-    text: $("text").value,
-    ...(seq2seq() ? { source: $("source").value } : {}),
+    ...inputs(),
     temperature: Number($("temperature").value),
     top_k: Number($("top-k").value) || null,
     top_p: Number($("top-p").value) < 1 ? Number($("top-p").value) : null,
@@ -85,16 +90,20 @@ function drawSelection() {
   const slider = $("token-slider");
   slider.max = data.tokens.length - 1; slider.value = t;
   $("token-out").textContent = `${t}: ${show(data.tokens[t])}`;
-  const row = state.hover === null ? null : data.attention[state.layer][state.head][state.hover];
   $("model-tokens").replaceChildren(...data.tokens.map((token, i) => el("span", {
     className: `token${i === t ? " selected" : ""}`, "data-index": i,
-    style: { background: row ? heat(row[i]) : hue(i) },
     title: `token ${i} · id ${data.ids[i]} · click to select`,
     onclick: () => select({ token: i }),
-    onmouseenter: () => { state.hover = i; drawSelection(); },
-    onmouseleave: () => { state.hover = null; drawSelection(); },
+    onmouseenter: () => { state.hover = i; paintChips(); },
+    onmouseleave: () => { state.hover = null; paintChips(); },
   }, show(token), el("small", { textContent: `${data.ids[i]}` }))));
+  paintChips();
   if (info) $("model-tokens").title = "the model's tokens: hover one to see where it attends in the selected head";
+}
+
+function paintChips() {  // colours only (no new elements): hovering a token shows where it attends
+  const { data, hover } = state, row = hover === null ? null : data.attention[state.layer][state.head][hover];
+  [...$("model-tokens").children].forEach((chip, i) => { chip.style.background = row ? heat(row[i]) : hue(i); });
 }
 
 // --- architecture ---------------------------------------------------------------------------------
@@ -264,7 +273,26 @@ function drawAttention() {
   $("attn-overview").replaceChildren(grid);
   drawHeatmap($("attn-heatmap"), data.attention[layer][head], data.tokens, data.tokens);
   $("cross-box").hidden = !data.cross_attention;
+  $("image-attn-box").hidden = !data.image;
+  if (data.image) drawImageAttention(data.image, data.attention[layer][head][selectedToken()]);
   if (data.cross_attention) drawHeatmap($("cross-heatmap"), data.cross_attention[layer][head], data.tokens, data.source.tokens);
+}
+
+function drawImageAttention(image, row) {  // the digit in grey, the selected query's weights on its patches in orange
+  const canvas = $("attn-image"), ctx = canvas.getContext("2d"), n = image.pixels.length, px = canvas.width / n;
+  image.pixels.forEach((line, y) => line.forEach((v, x) => {
+    const g = Math.round(255 * (1 - v));
+    ctx.fillStyle = `rgb(${g},${g},${g})`;
+    ctx.fillRect(x * px, y * px, Math.ceil(px), Math.ceil(px));
+  }));
+  const patches = row.slice(1), top = Math.max(...patches) || 1, side = image.patch_size * px;
+  patches.forEach((w, p) => {
+    ctx.fillStyle = `rgba(217,72,15,${(0.75 * w) / top})`;
+    ctx.fillRect((p % image.grid) * side, Math.floor(p / image.grid) * side, side, side);
+  });
+  $("image-attn-note").textContent = `weight on the class token: ${fmt(row[0])}; on patches up to ${fmt(top)} ` +
+    `(orange, scaled to the largest)`;
+  canvas.dataset.weights = JSON.stringify(patches);
 }
 
 function drawHeatmap(svg, matrix, rowTokens, colTokens) {  // rows: queries, columns: keys, labels on both axes
@@ -343,6 +371,7 @@ function drawNext() {
                    cutoff.top_p ? `top-p ${cutoff.top_p}` : "top-p off"].join(" · ");
   const where = state.data.task === "fill-mask"
     ? `fill-mask at token ${state.data.position} “${show(state.data.tokens[state.data.position])}”`
+    : state.data.task === "classify" ? `the digit's class (read from CLS; labelled ${state.data.image.label})`
     : `next token after token ${state.data.position}`;
   $("cutoff").textContent = `${where} · ${filters}: sampling keeps ${cutoff.kept} of ${cutoff.vocab_size} tokens ` +
     `(cut-off at ${pct(cutoff.min_kept_p_temperature)} after temperature)`;
@@ -401,8 +430,7 @@ let inspecting = 0;
 async function inspect() {
   const ticket = ++inspecting;
   try {
-    const detail = await call("/api/inspect", { text: $("text").value, layer: state.layer, head: state.head,
-                                                token: selectedToken(), ...(seq2seq() ? { source: $("source").value } : {}) });
+    const detail = await call("/api/inspect", { ...inputs(), layer: state.layer, head: state.head, token: selectedToken() });
     if (ticket !== inspecting) return;  // a newer selection is on its way
     state.detail = detail;
     drawEmbeddingVectors(); drawQkv(); drawMlpUnits(); drawEmbeddingMap();
@@ -418,6 +446,7 @@ async function analyze() {
     const data = await call("/api/analyze", asked);
     if (ticket !== analysing) return;
     state.data = data;
+    if (data.image) $("image-label").textContent = `digit ${data.image.index}, labelled ${data.image.label}`;
     showTruncation($("truncated"), data.truncated, asked.text);
     state.layer = Math.min(state.layer, data.n_layers - 1);
     state.head = Math.min(state.head, data.n_heads - 1);
@@ -442,6 +471,13 @@ async function start() {
     $("sample").disabled = true;
     $("continuation-truncated").textContent = "an encoder fills in masked tokens ([MASK] or <mask> in the text) " +
       "instead of continuing a text: see the probabilities";
+  }
+  if (m.arch === "vit") {
+    $("sample").disabled = true;
+    $("continuation-truncated").textContent = "a ViT classifies images: its prediction is in the probabilities";
+    $("image-box").hidden = false;
+    $("image-index").max = info.n_images - 1;
+    $("image-index").oninput = analyzeSoon;
   }
   if (m.arch === "encoder-decoder") {
     $("sample").disabled = true;
