@@ -54,3 +54,15 @@ def test_the_server_routes_images_and_refuses_bad_ones(vit) -> None:
         explainer.generate({"text": "x"})
     with pytest.raises(ConfigError, match="no tokenizer"):
         explainer.tokenize({"text": "x", "tokenizer": "model"})
+
+
+def test_the_cli_loads_a_vit_run_without_a_tokenizer(vit, tmp_path) -> None:
+    from fmblocks.commands.explain import load_for_explainer
+    from fmblocks.training.checkpoint import save_checkpoint
+
+    model, _ = vit
+    save_checkpoint(tmp_path / "checkpoint", model=model, state={"step": 0}, model_config=model.config)
+    loaded, tokenizer = load_for_explainer(tmp_path)
+    assert tokenizer is None and loaded.config.arch == "vit"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
