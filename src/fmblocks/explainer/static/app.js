@@ -287,11 +287,11 @@ function drawImageAttention(image, row) {  // the digit in grey, the selected qu
   }));
   const patches = row.slice(1), top = Math.max(...patches) || 1, side = image.patch_size * px;
   patches.forEach((w, p) => {
-    ctx.fillStyle = `rgba(217,72,15,${(0.75 * w) / top})`;
+    ctx.fillStyle = `rgba(217,72,15,${0.8 * Math.sqrt(w)})`;  // absolute, square-root scale like the heatmaps
     ctx.fillRect((p % image.grid) * side, Math.floor(p / image.grid) * side, side, side);
   });
   $("image-attn-note").textContent = `weight on the class token: ${fmt(row[0])}; on patches up to ${fmt(top)} ` +
-    `(orange, scaled to the largest)`;
+    `(orange: opacity 0.8 \u221aweight)`;
   canvas.dataset.weights = JSON.stringify(patches);
 }
 
