@@ -176,3 +176,12 @@ def test_fmblocks_explain_answers_its_first_page_within_ten_seconds() -> None:
         process.terminate()
         process.wait(10)
     assert elapsed < 10, f"first page after {elapsed:.1f} s"
+
+
+def test_cli_model_directory_errors_are_one_line(tmp_path, capsys) -> None:
+    from fmblocks.cli import main
+
+    assert main(["explain", "--model", str(tmp_path), "--port", "0"]) == 2
+    assert "not a model directory, missing config.json, model.safetensors, tokenizer.json" in capsys.readouterr().err
+    assert main(["explain", "--model", str(tmp_path), "--checkpoint", str(tmp_path), "--port", "0"]) == 2
+    assert "not both" in capsys.readouterr().err

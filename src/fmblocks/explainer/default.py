@@ -91,6 +91,10 @@ def load_model_dir(directory: Any) -> tuple[nn.Module, Tokenizer]:
     from safetensors.torch import load
 
     from fmblocks.errors import CheckpointError
+
+    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if not (directory / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{directory}: not a model directory, missing {', '.join(missing)}")
     from fmblocks.models import ModelConfig, build_model
     from fmblocks.tokenizers import load as load_tokenizer
 
