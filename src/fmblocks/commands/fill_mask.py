@@ -7,6 +7,8 @@
 MODEL is a Hugging Face directory (BertForMaskedLM, EsmForMaskedLM) or an fmblocks run. Write the mask as
 the tokenizer's mask token ([MASK], <mask>); [MASK] works for every tokenizer. For each mask, in order,
 the output has a line "mask N (token T)" and then the top-k fillers, one per line: probability, token.
+The text is framed ([CLS] ... [SEP], <cls> ... <eos>) for Hugging Face checkpoints and runs converted from
+them, as they were trained; a run of `fmblocks train` reads it as its training data was encoded.
 A checkpoint without a masked-LM head (BertModel, such as the shipped all-MiniLM-L6-v2) is refused.
 """
 
@@ -26,13 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fmblocks.models.fill_mask import check_masked_lm, fill_mask
-    from fmblocks.models.sources import open_model, source_kind
+    from fmblocks.models.sources import open_model, trained_framed
 
     model, tokenizer = open_model(args.model, arch="encoder", tokenizer=args.tokenizer)
     check_masked_lm(model)
-    framed = True if source_kind(args.model) == "hf" else None  # HF checkpoints saw [CLS] ... [SEP]; runs their data
-    for number, fill in enumerate(fill_mask(model, tokenizer, args.text, top_k=args.top_k,
-                                            add_special_tokens=framed), start=1):
+    fills = fill_mask(model, tokenizer, args.text, top_k=args.top_k, add_special_tokens=trained_framed(args.model))
+    for number, fill in enumerate(fills, start=1):
         print(f"mask {number} (token {fill.position})")
         for candidate in fill.candidates:
             print(f"  {candidate.probability:.4f}  {candidate.text}")

@@ -27,7 +27,7 @@ from fmblocks.files import unique_sibling, write_errors
 from fmblocks.models.sources import open_model, source_kind
 
 TOKENIZER_FILE = "tokenizer.json"
-HF_CONFIG = "hf_config"  # trainer_state.json field: the config.json a converted run came from
+HF_CONFIG = "hf_config"  # trainer_state.json field: the config.json a converted run came from (sources.py)
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:

@@ -39,6 +39,18 @@ def source_kind(path: str | os.PathLike) -> str:
     return "hf" if isinstance(document, dict) and "model_type" in document and "format" not in document else "run"
 
 
+def trained_framed(path: str | os.PathLike) -> bool | None:
+    """True when the model at `path` was trained on framed text ([CLS] ... [SEP], <cls> ... <eos>): a Hugging
+    Face directory, or a run `convert` made from one; None for a run of `fmblocks train`, whose data was
+    encoded by its tokenizer's default (so that default is how to encode text for it)."""
+    if source_kind(path) == "hf":
+        return True
+    from fmblocks.training.checkpoint import find_checkpoint, read_state
+
+    found = find_checkpoint(path)
+    return True if found is not None and "hf_config" in read_state(found) else None
+
+
 def open_model(
     path: str | os.PathLike,
     *,
@@ -65,8 +77,8 @@ def open_model(
 
     model = from_pretrained(path)
     if arch is not None and model.config.arch != arch:
-        raise ConfigError(f"{path}: a {arch} model is needed, this one is an {model.config.arch} "
-                          f"({model.hub_config.get('architectures') or model.hub_arch})")
+        classes = ", ".join(model.hub_config.get("architectures") or [model.hub_arch])
+        raise ConfigError(f"{path}: {_a(arch)} model is needed, this one is {_a(model.config.arch)} ({classes})")
     try:
         loaded = hf_tokenizer(path, model, tokenizer)
     except (FmblocksError, FileNotFoundError):
@@ -86,8 +98,12 @@ def _open_run_without_tokenizer(path: Path, arch: str | None) -> tuple[nn.Module
         return model, loaded
     model, config, _ = load_checkpoint(directory)
     if arch is not None and config.arch != arch:
-        raise ConfigError(f"{directory}: a {arch} checkpoint is needed, this one is an {config.arch}")
+        raise ConfigError(f"{directory}: {_a(arch)} checkpoint is needed, this one is {_a(config.arch)}")
     return model, None
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def hf_tokenizer(path: Path, model: nn.Module, override: str | os.PathLike | None = None) -> Any:
