@@ -200,7 +200,7 @@ def test_embed_with_a_bert_directory_and_an_encoder_run(bert_dir: Path, mlm_run:
 def test_convert_gpt2_to_a_run_and_back(gpt2_dir: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["convert", str(gpt2_dir), str(run)]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote an fmblocks run (checkpoint/, tokenizer.json) of a gpt2 model -> {run}")
+    assert capsys.readouterr().out.startswith(f"wrote an fmblocks run (checkpoint/, tokenizer.json) of the GPT2LMHeadModel model -> {run}")
     greedy = ["--prompt", "the", "--max-new-tokens", "5", "--temperature", "0"]
     assert main(["sample", "--checkpoint", str(run), *greedy]) == 0
     from_run = capsys.readouterr().out

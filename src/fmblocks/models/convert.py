@@ -71,7 +71,8 @@ def _to_run(model: torch.nn.Module, tokenizer: object, src: Path, out: Path) -> 
     fresh = [n for n in getattr(model, "hub_fresh", ()) if n.startswith("mlm_head.")]
     if fresh:
         notes.append("this checkpoint has no masked-LM head: the run's head is freshly initialised (untrained)")
-    return [f"wrote an fmblocks run ({', '.join(names)}) of a {model.hub_arch} model", *notes]
+    classes = ", ".join(model.hub_config.get("architectures") or [model.hub_arch])
+    return [f"wrote an fmblocks run ({', '.join(names)}) of the {classes} model", *notes]
 
 
 def _to_hf(model: torch.nn.Module, tokenizer: object, src: Path, out: Path) -> list[str]:
@@ -89,5 +90,5 @@ def _to_hf(model: torch.nn.Module, tokenizer: object, src: Path, out: Path) -> l
         notes.append("the run has no tokenizer: the directory holds the model only")
     elif TOKENIZER_FILE not in written:
         notes.append(f"the run's {tokenizer.kind} tokenizer has no export to {TOKENIZER_FILE} yet: the directory "
-                     "holds the model only (copy a matching tokenizer.json beside it)")
+                     "holds the model only (put the original tokenizer files beside it)")
     return notes
