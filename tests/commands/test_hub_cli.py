@@ -200,7 +200,8 @@ def test_embed_with_a_bert_directory_and_an_encoder_run(bert_dir: Path, mlm_run:
 def test_convert_gpt2_to_a_run_and_back(gpt2_dir: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["convert", str(gpt2_dir), str(run)]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote an fmblocks run (checkpoint/, tokenizer.json) of the GPT2LMHeadModel model -> {run}")
+    wrote = "wrote an fmblocks run (checkpoint/, tokenizer.json) of the GPT2LMHeadModel model"
+    assert capsys.readouterr().out.startswith(f"{wrote} -> {run}")
     greedy = ["--prompt", "the", "--max-new-tokens", "5", "--temperature", "0"]
     assert main(["sample", "--checkpoint", str(run), *greedy]) == 0
     from_run = capsys.readouterr().out
@@ -231,7 +232,8 @@ def test_convert_esm2_and_bert_model_to_runs(esm_dir: Path, tmp_path: Path, caps
     first, second = capsys.readouterr().out.split("mask 1")[1:]
     assert first == second and first.startswith(" (token 4)")  # the converted run is framed as HF: <cls> M K T
     assert main(["convert", str(minilm_path()), str(tmp_path / "minilm")]) == 0
-    assert "note: this checkpoint has no masked-LM head: the run's head is freshly initialised" in capsys.readouterr().out
+    note = "note: this checkpoint has no masked-LM head: the run's head is freshly initialised"
+    assert note in capsys.readouterr().out
 
 
 def test_convert_a_trained_run_to_hugging_face(mlm_run: Path, tmp_path: Path, capsys) -> None:

@@ -1,12 +1,12 @@
-"""`fmblocks sample`: continue a prompt with a decoder trained by `fmblocks train`.
+"""`fmblocks sample`: continue a prompt with a decoder trained by `fmblocks train` (or a Hugging Face one).
 
     fmblocks sample --checkpoint runs/tiny --prompt "def " --max-new-tokens 64 --temperature 0.8 --top-k 40
     fmblocks sample --model hf-gpt2/ --prompt "Hello" --temperature 0     a Hugging Face directory
 
-CHECKPOINT is a run directory (or its checkpoint/ directory); the tokenizer saved beside it decodes
-the result, which is printed as prompt + continuation. --model takes a run too, or a Hugging Face
-decoder directory (GPT-2, Llama, Mistral, Qwen2) with a tokenizer.json fmblocks reads. --temperature 0 is greedy decoding; --seed
-makes sampling reproducible. An empty prompt starts from the tokenizer's end-of-text token.
+CHECKPOINT is a run directory (or its checkpoint/ directory); the tokenizer saved beside it decodes the
+result, which is printed as prompt + continuation. --model takes a run too, or a Hugging Face decoder
+directory (GPT-2, Llama, Mistral, Qwen2) with a tokenizer.json fmblocks reads. --temperature 0 is greedy
+decoding; --seed makes sampling reproducible. An empty prompt starts from the tokenizer's end-of-text token.
 Several --prompt options run as one batch (left-padded, each continued as if alone); the output holds
 --num-samples continuations of each prompt in turn, separated by lines of "---".
 """

@@ -7,13 +7,14 @@
 
 The direction follows the source (`sources.source_kind`). The destination must not exist or be an empty
 directory; everything is written into a hidden sibling and renamed into place at the end, so a failed
-conversion leaves nothing half-written under DST. The HF config.json is kept in the run's trainer_state.json ("hf_config"), so converting back writes the same
-architecture and fields (token ids, labels). The weights are the same numbers: an HF checkpoint in
-another dtype (bf16, fp16) becomes a float32 run (exact), as runs are float32.
+conversion leaves nothing half-written under DST. The HF config.json is kept in the run's trainer_state.json
+("hf_config"), so converting back writes the same architecture and fields (token ids, labels). The weights
+are the same numbers: an HF checkpoint in another dtype (bf16, fp16) becomes a float32 run (exact), as runs
+are float32.
 `convert` returns notes for the reader: what was written, and what could not be (a tokenizer without
 an export to tokenizer.json, a BertModel's missing masked-LM head, a ViT without a tokenizer).
 Limits: a converted run starts at step 0 with no optimizer state: `fmblocks train --resume` cannot
-continue it (train a new run from it instead); one weights file is written (no sharding).
+continue it; one weights file is written (no sharding).
 """
 
 import os

@@ -20,11 +20,11 @@ An architecture (`HubArch`, one module each) is data plus two config translation
     to_config(hf) / from_config(config)   config.json dict <-> ModelConfig (CheckpointError naming a field
                                 fmblocks does not implement, with the values it does)
 
-Loading keeps the checkpoint's dtype and remembers `model.hub_arch` and `model.hub_config` (the
-config.json it came from), so that saving writes the same architecture and keeps the fields fmblocks
-does not use (token ids, labels); `model.hub_fresh` names our tensors the directory did not hold
-(BertModel's masked-LM head: freshly initialised, untrained). Building happens on the meta device, so no random init is spent on
-weights the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
+Loading keeps the checkpoint's dtype and remembers `model.hub_arch` and `model.hub_config` (the config.json
+it came from), so that saving writes the same architecture and keeps the fields fmblocks does not use (token
+ids, labels); `model.hub_fresh` names our tensors the directory did not hold (BertModel's masked-LM head:
+freshly initialised, untrained). Building happens on the meta device, so no random init is spent on weights
+the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
 A tokenizer is exported through its `to_hf()` method, which returns the tokenizer.json document (a dict);
 a tokenizer without one is not written, and `save_pretrained` returns the names it wrote, so callers can
 say so. Limits: one weights file is written (no sharding on save).
