@@ -1,7 +1,8 @@
 """`fmblocks <command>`: a thin dispatcher over library functions.
 
-Each command lives in `fmblocks.commands.<name>` and exposes `register(subparsers)`, which adds
-its parser and sets `func=` to a function of the parsed arguments returning an exit code. Command
+Each command lives in `fmblocks.commands.<name>` ("fill-mask" in `fill_mask`) and exposes
+`register(subparsers)`, which adds its parser and sets `func=` to a function of the parsed arguments
+returning an exit code. Command
 modules import only the standard library at module level (torch and the models load inside `func`),
 so `--help` and argument errors answer at once.
 
@@ -18,7 +19,8 @@ import sys
 from fmblocks import __version__
 from fmblocks.errors import FmblocksError, TrainingInterrupted
 
-COMMANDS = ["demo", "cost", "tokenize", "prepare", "train", "sample", "embed", "vqvae", "mnist", "explain", "ddpm"]
+COMMANDS = ["demo", "cost", "tokenize", "prepare", "train", "sample", "embed", "fill-mask", "convert", "vqvae", "mnist",
+            "explain", "ddpm"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name in COMMANDS:
-        importlib.import_module(f"fmblocks.commands.{name}").register(subparsers)
+        importlib.import_module(f"fmblocks.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -78,11 +78,16 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.
 
 
 class SentenceEmbedder:
-    """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D)."""
+    """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D).
+
+    Any encoder and its tokenizer will do (`fmblocks.models.sources.open_model(path, arch="encoder")`);
+    texts are encoded by the tokenizer's default (BERT's WordPiece frames them as [CLS] ... [SEP]).
+    """
 
     def __init__(self, model: Encoder, tokenizer: "WordPieceTokenizer") -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.pad_id = tokenizer.special_tokens.get(tokenizer.pad_token, 0)
+        pads = [i for name, i in tokenizer.special_tokens.items() if "pad" in name.lower()]
+        self.pad_id = pads[0] if pads else 0  # padded positions are masked out: any id does
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike) -> "SentenceEmbedder":

@@ -3,6 +3,7 @@
     model = from_pretrained("dir")          config.json + model.safetensors (or a sharded
                                             model.safetensors.index.json) -> an fmblocks model, eval mode
     save_pretrained(model, "out")           config.json + model.safetensors that transformers loads
+    save_pretrained(model, "out", tokenizer=tok)   + tokenizer.json, when `tok.to_hf()` exists (see below)
 
 An architecture (`HubArch`, one module each) is data plus two config translations:
     model_types, hf_class       the config.json names it reads and writes
@@ -19,11 +20,14 @@ An architecture (`HubArch`, one module each) is data plus two config translation
     to_config(hf) / from_config(config)   config.json dict <-> ModelConfig (CheckpointError naming a field
                                 fmblocks does not implement, with the values it does)
 
-Loading keeps the checkpoint's dtype and remembers `model.hub_arch` and `model.hub_config` (the
-config.json it came from), so that saving writes the same architecture and keeps the fields fmblocks
-does not use (token ids, labels). Building happens on the meta device, so no random init is spent on
-weights the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
-Limits: one file is written (no sharding on save); the tokenizer is not written.
+Loading keeps the checkpoint's dtype and remembers `model.hub_arch` and `model.hub_config` (the config.json
+it came from), so that saving writes the same architecture and keeps the fields fmblocks does not use (token
+ids, labels); `model.hub_fresh` names our tensors the directory did not hold (BertModel's masked-LM head:
+freshly initialised, untrained). Building happens on the meta device, so no random init is spent on weights
+the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
+A tokenizer is exported through its `to_hf()` method, which returns the tokenizer.json document (a dict);
+a tokenizer without one is not written, and `save_pretrained` returns the names it wrote, so callers can
+say so. Limits: one weights file is written (no sharding on save).
 """
 
 import json
@@ -251,8 +255,9 @@ def from_pretrained(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{path}: checkpoint tensors with no place in the {arch.name} model: {unused[:5]}")
     model.load_state_dict(state, strict=False, assign=False)
     covered = set(state)
-    _fill_fresh(model, config, [n for n in ours if re.search(arch.absent, n) and not _is_tied(n, ours, covered)])
-    model.hub_arch, model.hub_config = arch.name, hf
+    fresh = [n for n in ours if re.search(arch.absent, n) and not _is_tied(n, ours, covered)]
+    _fill_fresh(model, config, fresh)
+    model.hub_arch, model.hub_config, model.hub_fresh = arch.name, hf, tuple(fresh)
     return model.eval()
 
 
@@ -299,8 +304,19 @@ def hub_state_dict(model: nn.Module, arch: HubArch) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | None = None) -> None:
-    """Write `model` as a Hugging Face directory (config.json, model.safetensors) of architecture `arch`.
+def hf_tokenizer_document(tokenizer: Any) -> dict | None:
+    """The tokenizer.json document of an fmblocks tokenizer (its `to_hf()`), or None when it has no export."""
+    export = getattr(tokenizer, "to_hf", None)
+    if export is None:
+        return None
+    document = export()
+    return json.loads(document) if isinstance(document, (str, bytes)) else document
+
+
+def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | None = None,
+                    tokenizer: Any = None) -> list[str]:
+    """Write `model` as a Hugging Face directory (config.json, model.safetensors) of architecture `arch`,
+    and `tokenizer` as tokenizer.json when it can be exported; returns the file names written.
 
     `arch` defaults to the one the model was loaded as, else the first in ARCHITECTURES that can express
     its config; CheckpointError when none can (the message says why each refused).
@@ -321,7 +337,13 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | No
     original = (getattr(model, "hub_config", None) or {}) if chosen.name == loaded_as else {}
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     document = {**original, "dtype": dtype, **hf, **{k: original[k] for k in chosen.metadata if k in original}}
+    tokens = hf_tokenizer_document(tokenizer) if tokenizer is not None else None
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     write_tensors(path / "model.safetensors", hub_state_dict(model, chosen), metadata={"format": "pt"})
     write_bytes(path / "config.json", (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    written = ["config.json", "model.safetensors"]
+    if tokens is not None:
+        write_bytes(path / "tokenizer.json", (json.dumps(tokens, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        written.append("tokenizer.json")
+    return written
