@@ -68,8 +68,8 @@ def chain_coordinates(bend: torch.Tensor, torsion: torch.Tensor, bond: float = B
     """Points (B, N, 3) of chains with bend angles (B, N-2) at residues 1..N-2 and torsions (B, N-3) about the
     bonds 1->2 .. N-3->N-2, in radians. Residue 0 at the origin, 1 on +x, 2 in the xy-plane (y > 0).
 
-    Example: bend pi/2 and torsion pi (planar, trans) give the square corner walk (0,0,0), (3.8,0,0), (3.8,3.8,0),
-    (0,3.8,0); torsion pi/2 lifts the fourth point to (3.8, 3.8, 3.8) instead.
+    Example: bends pi/2 and torsion 0 (planar, cis) give the square (0,0,0), (3.8,0,0), (3.8,3.8,0), (0,3.8,0);
+    torsion pi (trans) puts the fourth point at (7.6, 3.8, 0), torsion pi/2 at (3.8, 3.8, 3.8).
     """
     batch, n = bend.shape[0], bend.shape[1] + 2
     if torsion.shape != (batch, max(n - 3, 0)):
