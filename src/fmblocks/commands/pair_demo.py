@@ -5,10 +5,11 @@ against the same model without triangle operators (see fmblocks.apps.pair_distan
     fmblocks pair-demo eval  --out runs/pair-demo [--chain I]
 
 train: both models (triangle/ and baseline/ in --out, each with checkpoint/, log.csv, loss.png; run.json; an
-interrupted run resumes), then what `eval` writes. eval: metrics.json (held-out MAE in A, MAE of pairs |i - j| >= 12,
-an lDDT-like score, long-range contact precision, for both models and the per-offset mean distance) and
-pair-distances.png (true and predicted maps of held-out chain I, |error| maps, loss curves). Torch runs on
---threads CPU threads (default 1: the matrices are small, and a busy 2-core machine is slower with 2).
+interrupted run resumes), then what `eval` writes. eval: metrics.json (held-out MAE in A, MAE of pairs
+|i - j| >= 12, an lDDT-like score, long-range contact precision, for both models and the per-offset mean
+distance) and pair-distances.png (true and predicted maps of held-out chain I, by default the one of median
+error; |error| maps; loss curves). Torch runs on --threads CPU threads (default 1: the matrices are small,
+and a busy 2-core machine is slower with 2).
 """
 
 import argparse
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="action")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("runs/pair-demo"), help="run directory (default runs/pair-demo)")
-    common.add_argument("--chain", type=int, default=0, help="held-out chain to plot (default 0)")
+    common.add_argument("--chain", type=int, help="held-out chain to plot (default: the one of median error)")
     common.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
 
     train_parser = actions.add_parser("train", parents=[common], help="train both models, then eval")
@@ -42,7 +43,7 @@ def _check(args: argparse.Namespace) -> None:
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    if args.chain < 0:
+    if args.chain is not None and args.chain < 0:
         raise ConfigError(f"--chain must be >= 0, got {args.chain}")
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
@@ -62,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.preset not in RUN_PRESETS:
         raise UnknownNameError(f"unknown pair-demo preset {args.preset!r}; known: {', '.join(RUN_PRESETS)}")
-    if args.chain >= RUN_PRESETS[args.preset]["n_test"]:
+    if args.chain is not None and args.chain >= RUN_PRESETS[args.preset]["n_test"]:
         raise ConfigError(f"--chain must be < {RUN_PRESETS[args.preset]['n_test']} (the held-out chains)")
     import torch
 
