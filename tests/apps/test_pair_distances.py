@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from fmblocks import cli
+from fmblocks.apps import pair_chains as chains
 from fmblocks.apps import pair_distances as app
 from fmblocks.blocks.pair import PairformerBlock, TriangleAttention, TriangleMultiplication
 from fmblocks.errors import DataError
 
-B = app.BOND
+B = chains.BOND
 
 
 @pytest.fixture(scope="module")
@@ -39,36 +40,36 @@ def angles(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def test_hand_worked_chains() -> None:
     right = torch.full((3, 2), math.pi / 2, dtype=torch.float64)
     torsion = torch.tensor([[0.0], [math.pi], [math.pi / 2]], dtype=torch.float64)
-    points = app.chain_coordinates(right, torsion)  # right-angled bends: cis (a square), trans (a zigzag), twisted
+    points = chains.chain_coordinates(right, torsion)  # right-angled bends: cis (a square), trans (a zigzag), twisted
     expected = torch.tensor([[[0, 0, 0], [B, 0, 0], [B, B, 0], [0, B, 0]],
                              [[0, 0, 0], [B, 0, 0], [B, B, 0], [2 * B, B, 0]],
                              [[0, 0, 0], [B, 0, 0], [B, B, 0], [B, B, B]]], dtype=torch.float64)
     torch.testing.assert_close(points, expected)
     assert torch.cdist(points, points)[:, 0, 3].tolist() == pytest.approx([B, B * math.sqrt(5), B * math.sqrt(3)])
     # a "TTTTT" chain: bends of 80 degrees, so d(0, 2) = 2 b sin(40 degrees) by the law of cosines
-    sequences = app.encode("TTTTT")[None]
-    bend = torch.deg2rad(torch.tensor(app.BEND_DEG, dtype=torch.float64))[sequences[:, 1:-1]]
-    twist = torch.deg2rad(torch.tensor(app.TORSION_DEG, dtype=torch.float64))[sequences[:, 1:-2]]
-    points = app.chain_coordinates(bend, twist)
+    sequences = chains.encode("TTTTT")[None]
+    bend = torch.deg2rad(torch.tensor(chains.BEND_DEG, dtype=torch.float64))[sequences[:, 1:-1]]
+    twist = torch.deg2rad(torch.tensor(chains.TORSION_DEG, dtype=torch.float64))[sequences[:, 1:-2]]
+    points = chains.chain_coordinates(bend, twist)
     assert torch.dist(points[0, 0], points[0, 2]).item() == pytest.approx(2 * B * math.sin(math.radians(40)))
 
 
 def test_generator_is_seeded_and_its_distances_are_those_of_its_geometry() -> None:
-    sequences, coordinates, distances = app.make_chains(16, 20, seed=5)
-    again = app.make_chains(16, 20, seed=5)
+    sequences, coordinates, distances = chains.make_chains(16, 20, seed=5)
+    again = chains.make_chains(16, 20, seed=5)
     assert all(torch.equal(x, y) for x, y in zip((sequences, coordinates, distances), again))
-    assert not torch.equal(app.make_chains(16, 20, seed=6)[0], sequences)
+    assert not torch.equal(chains.make_chains(16, 20, seed=6)[0], sequences)
     assert sequences.shape == (16, 20) and coordinates.shape == (16, 20, 3) and distances.shape == (16, 20, 20)
     torch.testing.assert_close(distances, torch.cdist(coordinates.double(), coordinates.double()).float())
     torch.testing.assert_close(distances.diagonal(offset=1, dim1=1, dim2=2), torch.full((16, 19), B))
     bend, torsion = angles(coordinates.double())  # the local geometry is the residue type's
-    torch.testing.assert_close(bend, torch.tensor(app.BEND_DEG, dtype=torch.float64)[sequences[:, 1:-1]], atol=1e-3, rtol=0)
-    wrapped = (torsion - torch.tensor(app.TORSION_DEG, dtype=torch.float64)[sequences[:, 1:-2]] + 180) % 360 - 180
+    torch.testing.assert_close(bend, torch.tensor(chains.BEND_DEG, dtype=torch.float64)[sequences[:, 1:-1]], atol=1e-3, rtol=0)
+    wrapped = (torsion - torch.tensor(chains.TORSION_DEG, dtype=torch.float64)[sequences[:, 1:-2]] + 180) % 360 - 180
     assert wrapped.abs().max().item() < 1e-3
     runs = (sequences[:, 1:] != sequences[:, :-1]).sum(1)  # runs of 3-8 equal types
-    assert bool((runs <= 20 // 3).all()) and app.encode("HETC").tolist() == [0, 1, 2, 3]
+    assert bool((runs <= 20 // 3).all()) and chains.encode("HETC").tolist() == [0, 1, 2, 3]
     with pytest.raises(DataError, match=r"unknown residue letters \['X'\]"):
-        app.encode("HXE")
+        chains.encode("HXE")
 
 
 def test_baseline_has_no_triangle_ops_and_at_least_the_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +83,7 @@ def test_baseline_has_no_triangle_ops_and_at_least_the_parameters(monkeypatch: p
 
     monkeypatch.setattr(TriangleMultiplication, "forward", refuse)
     monkeypatch.setattr(TriangleAttention, "forward", refuse)
-    sequences, _, distances = app.make_chains(2, 9, seed=1)
+    sequences, _, distances = chains.make_chains(2, 9, seed=1)
     out = baseline(sequences, distances)
     assert out.distances.shape == (2, 9, 9) and out.loss.item() > 0
     assert torch.allclose(out.distances, out.distances.transpose(1, 2)) and bool((out.distances.diagonal(dim1=1, dim2=2) == 0).all())
@@ -129,12 +130,14 @@ def test_eval_command_reloads_and_a_finished_run_is_not_retrained(run: Path, cap
     assert "triangle: MAE" in capsys.readouterr().out
     after = json.loads((run / "metrics.json").read_text())["models"]
     assert after["triangle"]["mae"] == pytest.approx(before["triangle"]["mae"])  # the same weights, the same chains
+    seconds = app.read_run(run)["models"]["baseline"]["train_seconds"]
     app.train(run, preset_name="tiny", progress=False)
     assert (run / "baseline" / "checkpoint" / "trainer_state.json").read_text() == state
+    assert app.read_run(run)["models"]["baseline"]["train_seconds"] >= seconds > 0  # kept, not reset
 
 
 def test_metrics_of_a_perfect_and_a_shifted_prediction() -> None:
-    _, _, distances = app.make_chains(4, 16, seed=2)
+    _, _, distances = chains.make_chains(4, 16, seed=2)
     perfect = app.distance_metrics(distances, distances)
     assert perfect["mae"] == 0 and perfect["lddt"] == 1
     shifted = app.distance_metrics(distances + 3.0 * (1 - torch.eye(16)), distances)

@@ -1,7 +1,7 @@
 """Pair-representation demo: predict the distance map of synthetic 3-D chains from their sequence, with a small
 Pairformer (fmblocks.blocks.pair), against the same model without its triangle operators.
 
-Data (`make_chains`): sequences over four residue types, written as runs of 3-8 equal letters (like helices and
+Data (`make_chains`, in fmblocks.apps.pair_chains): sequences over four residue types, written as runs of 3-8 equal letters (like helices and
 strands); each type fixes the local geometry of a C-alpha-like chain of bonds 3.8 A long:
 
     type        H (helix)   E (strand)   T (turn)   C (coil)
@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmblocks.apps.pair_chains import RESIDUES, make_chains
 from fmblocks.blocks.pair import (
     AttentionPairBias, OuterProductMean, TriangleAttention, TriangleAttentionEndingNode, TriangleAttentionStartingNode,
     TriangleMultiplication, TriangleMultiplicationIncoming, TriangleMultiplicationOutgoing, Transition,
@@ -55,71 +56,8 @@ from fmblocks.training import DictDataset, TrainConfig, Trainer, load_weights
 from fmblocks.training.checkpoint import CONFIG_FILE, CHECKPOINT_DIR, resolve_checkpoint
 from fmblocks.training.lock import run_lock
 
-RESIDUES = "HETC"
-BEND_DEG = (91.0, 123.0, 80.0, 105.0)
-TORSION_DEG = (50.0, -170.0, -90.0, 140.0)
-BOND = 3.8  # A, consecutive C-alpha atoms
 MODELS = ("triangle", "baseline")
 CONFIG_FORMAT, RUN_FORMAT, METRICS_FORMAT = "fmblocks-pair-demo-config", "fmblocks-pair-demo-run", "fmblocks-pair-demo-metrics"
-
-
-# ---- data -----------------------------------------------------------------------------------------------
-def chain_coordinates(bend: torch.Tensor, torsion: torch.Tensor, bond: float = BOND) -> torch.Tensor:
-    """Points (B, N, 3) of chains with bend angles (B, N-2) at residues 1..N-2 and torsions (B, N-3) about the
-    bonds 1->2 .. N-3->N-2, in radians. Residue 0 at the origin, 1 on +x, 2 in the xy-plane (y > 0).
-
-    Example: bends pi/2 and torsion 0 (planar, cis) give the square (0,0,0), (3.8,0,0), (3.8,3.8,0), (0,3.8,0);
-    torsion pi (trans) puts the fourth point at (7.6, 3.8, 0), torsion pi/2 at (3.8, 3.8, 3.8).
-    """
-    batch, n = bend.shape[0], bend.shape[1] + 2
-    if torsion.shape != (batch, max(n - 3, 0)):
-        raise DataError(f"torsion must have shape ({batch}, {max(n - 3, 0)}) for bends {tuple(bend.shape)}, "
-                        f"got {tuple(torsion.shape)}")
-    points = [bend.new_zeros(batch, 3), bend.new_tensor([bond, 0.0, 0.0]).expand(batch, 3)]
-    theta = bend[:, 0]  # the third point: bond from residue 1 at angle theta to the bond 1 -> 0
-    points.append(points[1] + bond * torch.stack([-torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)], -1))
-    for i in range(3, n):
-        a, b, c = points[i - 3], points[i - 2], points[i - 1]
-        theta, phi = bend[:, i - 2], torsion[:, i - 3]  # the bend at c, the dihedral a-b-c-new
-        bc = F.normalize(c - b, dim=-1)
-        normal = F.normalize(torch.linalg.cross(b - a, bc, dim=-1), dim=-1)
-        local = torch.stack([-torch.cos(theta), torch.sin(theta) * torch.cos(phi), torch.sin(theta) * torch.sin(phi)], -1)
-        frame = torch.stack([bc, torch.linalg.cross(normal, bc, dim=-1), normal], -1)  # (B, 3, 3), columns
-        points.append(c + bond * torch.einsum("bxk,bk->bx", frame, local))
-    return torch.stack(points[:n], dim=1)
-
-
-def random_sequences(n: int, length: int, *, generator: torch.Generator) -> torch.Tensor:
-    """(n, length) residue types in 0..3, as runs of 3-8 equal types (a run never repeats the previous type)."""
-    sequences = torch.empty(n, length, dtype=torch.long)
-    for row in range(n):
-        position, previous = 0, -1
-        while position < length:
-            kind = int(torch.randint(len(RESIDUES) - 1, (), generator=generator))
-            kind += kind >= previous >= 0  # any type but the previous one
-            run = int(torch.randint(3, 9, (), generator=generator))
-            sequences[row, position:position + run] = kind
-            position, previous = position + run, kind
-    return sequences
-
-
-def make_chains(n: int, length: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n seeded chains: sequences (n, L) long, coordinates (n, L, 3) and distances (n, L, L) float32, in A."""
-    if n < 1 or length < 4:
-        raise DataError(f"need n >= 1 chains of length >= 4, got n={n}, length={length}")
-    sequences = random_sequences(n, length, generator=torch.Generator().manual_seed(seed))
-    bend = torch.deg2rad(torch.tensor(BEND_DEG, dtype=torch.float64))[sequences[:, 1:-1]]
-    torsion = torch.deg2rad(torch.tensor(TORSION_DEG, dtype=torch.float64))[sequences[:, 1:-2]]
-    coordinates = chain_coordinates(bend, torsion)
-    return sequences, coordinates.float(), torch.cdist(coordinates, coordinates).float()
-
-
-def encode(text: str) -> torch.Tensor:
-    """A sequence of H/E/T/C letters as (L,) residue types."""
-    unknown = sorted(set(text) - set(RESIDUES))
-    if unknown:
-        raise DataError(f"unknown residue letters {unknown}; known: {', '.join(RESIDUES)}")
-    return torch.tensor([RESIDUES.index(letter) for letter in text], dtype=torch.long)
 
 
 # ---- model ----------------------------------------------------------------------------------------------
@@ -303,6 +241,7 @@ def train(out_dir: str | Path, *, preset_name: str = "default", steps: int | Non
     record: dict[str, Any] = {"preset": preset_name, "steps": train_config.steps, "seed": seed,
                               "length": run["length"], "n_train": run["n_train"], "n_test": run["n_test"], "models": {}}
     with run_lock(out_dir):
+        earlier = read_json(out_dir / "run.json", fmt=RUN_FORMAT)["models"] if (out_dir / "run.json").is_file() else {}
         for name, model_config in configs.items():
             torch.manual_seed(seed)  # the initial weights
             model = PairDistanceModel(model_config)
@@ -311,11 +250,12 @@ def train(out_dir: str | Path, *, preset_name: str = "default", steps: int | Non
                               model_config=model_config, out_dir=out_dir / name)
             if (out_dir / name / CHECKPOINT_DIR).exists():
                 trainer.resume()
-            started = time.perf_counter()
+            started, resumed = time.perf_counter(), trainer.step > 0
             if trainer.step < train_config.steps:
                 trainer.fit()
+            seconds = time.perf_counter() - started + (earlier.get(name, {}).get("train_seconds", 0.0) if resumed else 0.0)
             record["models"][name] = {"parameters": count_parameters(model), "triangles": model_config.triangles,
-                                      "train_seconds": round(time.perf_counter() - started, 1)}
+                                      "train_seconds": round(seconds, 1)}  # over all sessions of a resumed run
             write_json(out_dir / "run.json", record, fmt=RUN_FORMAT)
     return out_dir
 
