@@ -8,7 +8,8 @@ float32, and measures one causal forward pass (with --backward: forward + backwa
     time_ms   fastest wall time of the repeats after one warm-up, on one thread
 A mixer whose next length would take longer than --budget seconds (extrapolated from its last two lengths) is
 skipped from there on, and the row says so. `crossover` is, per attention core, the shortest measured T at
-which hyena is faster. Writes bench/results/long_context.json and long_context.png.
+which hyena is faster. Writes bench/results/long_context.json and long_context.png (with --backward:
+long_context_backward.json and long_context_backward.png, so the forward results stay).
 
 The lecture's claim (Poli et al., 2023, on a GPU against FlashAttention): Hyena about 2x faster at 8k and about
 100x at 64k. This benchmark reports what one CPU thread shows.
@@ -156,8 +157,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(method, int(t), int(repeats), bool(int(backward)))))
         return
     result = run(tuple(args.lengths), args.repeats, args.budget, args.backward)
-    write_json(RESULTS / "long_context.json", result, fmt="fmblocks-bench-long-context")
-    plot(result, RESULTS / "long_context.png")
+    stem = "long_context_backward" if args.backward else "long_context"
+    write_json(RESULTS / f"{stem}.json", result, fmt="fmblocks-bench-long-context")
+    plot(result, RESULTS / f"{stem}.png")
     print(table(result))
     print("hyena faster from T =", result["crossover_vs"])
 
