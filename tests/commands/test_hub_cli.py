@@ -283,3 +283,16 @@ def test_save_pretrained_writes_an_exportable_tokenizer(gpt2_dir: Path, tmp_path
     assert ours.encode("the hat<|endoftext|>", allowed_special="all") == tokenizer.encode(
         "the hat<|endoftext|>", allowed_special="all")
     assert re.search(r"Ġthe", (tmp_path / "full" / "tokenizer.json").read_text())
+
+
+def test_explain_opens_a_hugging_face_directory(gpt2_dir: Path, bert_dir: Path) -> None:
+    from fmblocks.commands.explain import open_explained
+    from fmblocks.explainer.server import Explainer
+
+    for path in (gpt2_dir, bert_dir):
+        model, tokenizer = open_explained(path)
+        reference, _ = open_model(path)
+        ids = torch.tensor([tokenizer.encode("ab ba")])
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids).logits, reference(ids).logits)
+        assert Explainer(model, tokenizer, default_text="ab").info()["model"]["arch"] == model.config.arch

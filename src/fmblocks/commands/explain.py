@@ -3,7 +3,7 @@
     fmblocks explain                          # the built-in character-level model (shipped, opens at once)
     fmblocks explain --checkpoint runs/lm     # any decoder, encoder or encoder-decoder run of `fmblocks train`
     fmblocks explain --checkpoint runs/mnist/classifier   # a ViT: MNIST digits as patch tokens
-    fmblocks explain --model DIR              # a model directory like the built-in one
+    fmblocks explain --model DIR              # a Hugging Face model directory, a run, or one like the built-in
 
 The page shows the model's architecture, a tokenizer playground, the embeddings, the attention of
 every layer and head (and one query step by step), the feed-forward units, the logit lens, the
@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("explain", help="look inside a decoder in the browser", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a run directory (decoder, encoder, encoder-decoder or ViT; default: the built-in model)")
-    parser.add_argument("--model", type=Path, help="a model directory as `python -m fmblocks.explainer.default "
-                        "--build --out DIR` writes it (config.json, model.safetensors, tokenizer.json)")
+    parser.add_argument("--model", type=Path, help="a Hugging Face model directory (with its tokenizer), an "
+                        "fmblocks run, or a directory as `python -m fmblocks.explainer.default --build --out DIR` "
+                        "writes it (config.json, model.safetensors, tokenizer.json)")
     parser.add_argument("--text", help="the text the page opens with")
     parser.add_argument("--source", default="", help="an encoder-decoder's source text the page opens with")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
@@ -45,9 +46,21 @@ def load_for_explainer(path: Path):
     return load_run(path)[0::2]
 
 
+def open_explained(path: Path):
+    """(model, tokenizer) of --model: a Hugging Face directory, an exported model directory, or a run."""
+    from fmblocks.explainer.default import load_model_dir
+    from fmblocks.models.sources import open_model, source_kind
+
+    if source_kind(path) == "hf":
+        return open_model(path)
+    if (path / "config.json").is_file() or not (path / "checkpoint").exists():
+        return load_model_dir(path)
+    return load_for_explainer(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from fmblocks.errors import ConfigError
-    from fmblocks.explainer.default import DEFAULT_TEXT, default_model, load_model_dir
+    from fmblocks.explainer.default import DEFAULT_TEXT, default_model
     from fmblocks.explainer.server import Explainer, ExplainerServer
 
     server = ExplainerServer(args.host, args.port)
@@ -57,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint:
             model, tokenizer = load_for_explainer(args.checkpoint)
         elif args.model:
-            model, tokenizer = load_model_dir(args.model)
+            model, tokenizer = open_explained(args.model)
         else:
             model, tokenizer = default_model()
         text = args.text if args.text is not None else ("" if args.checkpoint or args.model else DEFAULT_TEXT)
