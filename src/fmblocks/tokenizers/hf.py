@@ -18,6 +18,7 @@ not implement (e.g. T5's `Precompiled` normaliser), truncation or padding in the
 """
 
 import json
+import re
 from pathlib import Path
 
 from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
@@ -38,7 +39,7 @@ def load_directory(path: Path) -> Tokenizer:
             return WordPieceTokenizer.from_vocab_file(path / "vocab.txt")
         raise FileNotFoundError(f"{path}: a model directory without tokenizer.json or vocab.txt")
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(file.read_text(encoding="utf-8"), parse_float=serde_float)
         kind = document["model"]["type"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CorruptFileError(f"{file}: not a tokenizer.json ({err!r})") from None
@@ -64,6 +65,30 @@ def _pipeline(document: dict, file: Path) -> PipelineTokenizer:
         raise TokenizerError(f"{file}: {err}") from None
     except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise CorruptFileError(f"{file}: malformed tokenizer.json ({err!r})") from None
+
+
+_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?")
+
+
+def serde_float(text: str) -> float:
+    """A JSON number read as HF `tokenizers` reads it (serde_json without `float_roundtrip`): the digits as an
+    integer, rounded to a float, then divided (or multiplied) by the float 10^k. That can be one unit in
+    the last place off the correctly rounded value Python's `float` gives, and Unigram ties follow it.
+
+    >>> serde_float("-7.3954483415925285"), float("-7.3954483415925285")
+    (-7.395448341592528, -7.3954483415925285)
+    """
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        return float(text)
+    sign, whole, fraction, exponent = match.groups()
+    digits = whole + (fraction or "")
+    power = int(exponent or 0) - len(fraction or "")
+    if int(digits) >= 1 << 64 or abs(power) > 308:
+        return float(text)  # serde's slower paths: taken as correctly rounded
+    value = float(int(digits))
+    value = value * float(f"1e{power}") if power >= 0 else value / float(f"1e{-power}")
+    return -value if sign else value
 
 
 def _refuse(file: Path, what: str) -> TokenizerError:
