@@ -144,7 +144,8 @@ def train_unigram(texts: Iterable[str], vocab_size: int, *, special_tokens: Sequ
                   unk_token: str | None = "<unk>", max_piece_length: int = 16, seed_size: int = 100_000,
                   shrinking_factor: float = 0.75, em_iterations: int = 2, progress: bool = True
                   ) -> PipelineTokenizer:
-    """A Unigram tokenizer of `vocab_size` ids: specials first (score 0), then pieces by score.
+    """A Unigram tokenizer of at most `vocab_size` ids (fewer when EM leaves fewer pieces expected 0.5 times):
+    specials first (score 0), then pieces by score.
 
     The pipeline is Metaspace("▁", prepend always) -> Unigram -> Metaspace decoder, the layout of HF's
     UnigramTrainer, so `save_tokenizer_json` gives a file HF loads with the same ids.
