@@ -112,3 +112,10 @@ def test_expected_counts_sum_to_segment_lengths() -> None:
     forward_backward("▁ab", vocab, [-1.0] * 5, 2, counts, words["▁ab"])
     covered = sum(c * len(p) for p, c in zip(vocab, counts))
     assert covered == pytest.approx(3 * 3)  # every segmentation covers the word's 3 characters
+
+
+def test_report_measures_a_unigram(trained) -> None:
+    from fmblocks.tokenizers.report import measure
+
+    report = measure(trained, ["the cat sat", "a dog and a zebra"], name="unigram")
+    assert report.lossless == 0.5 and report.unknown_rate > 0  # "zebra" has unseen letters
