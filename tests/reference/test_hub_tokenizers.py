@@ -40,14 +40,25 @@ def test_bert_tokenizer_json_same_ids() -> None:
 
 
 def test_unsupported_tokenizer_is_named(tmp_path: Path) -> None:
-    unigram = tokenizers.Tokenizer(tokenizers.models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
-    unigram.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(TokenizerError, match=r"tokenizer model 'Unigram' is not supported; supported: byte-level BPE"):
+    word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    word_level.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(TokenizerError, match=r"tokenizer model 'WordLevel' is not supported; supported: BPE"):
         load(tmp_path)
+    unigram = tokenizers.Tokenizer(tokenizers.models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
+    document = json.loads(unigram.to_str())
+    document["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}  # T5's compiled NFKC tables
+    (tmp_path / "tokenizer.json").write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(TokenizerError, match=r"normalizer 'Precompiled' is not supported"):
+        load(tmp_path)
+
+
+def test_trainer_layout_loads_as_pipeline(tmp_path: Path) -> None:
     trained = tokenizers.Tokenizer(tokenizers.models.BPE())  # the HF trainer puts special tokens first
     trained.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     trained.train_from_iterator(TEXTS * 5, tokenizers.trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<s>"], initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
     trained.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(TokenizerError, match=r"special tokens come before its tokens"):
-        load(tmp_path)
+    ours = load(tmp_path)
+    assert ours.kind == "pipeline" and ours.special_tokens == {"<s>": 0}
+    for text in TEXTS:
+        assert ours.encode(text) == trained.encode(text).ids

@@ -1,29 +1,34 @@
 """1 · The tokenizer of a Hugging Face model directory: tokenizer.json (or vocab.txt) -> an fmblocks tokenizer.
 
-`fmblocks.tokenizers.load(directory)` reads it through the existing tokenizers:
+`fmblocks.tokenizers.load(directory)` reads it, choosing the fastest kind that gives HF's ids:
 
     BPE, byte-level (GPT-2 layout)   ByteLevel pre-tokenizer (GPT-2's regex) or a Split regex followed by
                                      ByteLevel, no normaliser; merges in id order after the 256 bytes
-                                     (id = rank) and added tokens after the vocabulary
-                                     -> BPETokenizer(tokens, pattern, special_tokens)
+                                     (id = rank), added tokens after the vocabulary, no framing
+                                     -> BPETokenizer(tokens, pattern, special_tokens)  (C fast path)
     WordPiece (BERT)                 BertNormalizer + BertPreTokenizer, "##" continuation -> WordPieceTokenizer
+    any other BPE, or Unigram        -> PipelineTokenizer (pipeline.py): Llama-3 and Qwen2 (Split regex,
+                                     ByteLevel, BOS from the post-processor), Llama-2 and Mistral
+                                     (Metaspace or Prepend+Replace "▁", byte fallback <0xNN>), T5-style
+                                     Unigram, and files from HF's trainers (special tokens first)
     no tokenizer.json, a vocab.txt   -> WordPieceTokenizer.from_vocab_file
 
-Limits (refused with TokenizerError naming what was found): Unigram and SentencePiece-style BPE (byte
-fallback), vocabularies whose special tokens come before the merged tokens (the HF trainers' order),
-merges out of id order, post-processors that add tokens to byte-level BPE (Llama-3's BOS).
+Refused with TokenizerError naming what was found: other models (WordLevel), stages the pipeline does
+not implement (e.g. T5's `Precompiled` normaliser), truncation or padding in the file.
 """
 
 import json
+import re
 from pathlib import Path
 
-from fmblocks.errors import CorruptFileError, TokenizerError
+from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
 from fmblocks.tokenizers.base import Tokenizer
 from fmblocks.tokenizers.bpe import BPETokenizer
+from fmblocks.tokenizers.pipeline import PipelineTokenizer
 from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS, char_to_byte
 from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
 
-SUPPORTED = "byte-level BPE (GPT-2 layout), WordPiece"
+SUPPORTED = "BPE (byte-level, or SentencePiece-style with byte fallback), WordPiece, Unigram"
 
 
 def load_directory(path: Path) -> Tokenizer:
@@ -34,15 +39,56 @@ def load_directory(path: Path) -> Tokenizer:
             return WordPieceTokenizer.from_vocab_file(path / "vocab.txt")
         raise FileNotFoundError(f"{path}: a model directory without tokenizer.json or vocab.txt")
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(file.read_text(encoding="utf-8"), parse_float=serde_float)
         kind = document["model"]["type"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CorruptFileError(f"{file}: not a tokenizer.json ({err!r})") from None
     if kind == "WordPiece":
         return _wordpiece(document, file)
     if kind == "BPE":
-        return _byte_level_bpe(document, file)
+        try:
+            return _byte_level_bpe(document, file)
+        except TokenizerError:  # not the GPT-2 layout: the general pipeline
+            pass
+    if kind in ("BPE", "Unigram"):
+        return _pipeline(document, file)
     raise TokenizerError(f"{file}: tokenizer model {kind!r} is not supported; supported: {SUPPORTED}")
+
+
+def _pipeline(document: dict, file: Path) -> PipelineTokenizer:
+    for option in ("truncation", "padding"):
+        if document.get(option):
+            raise _refuse(file, f"a tokenizer.json with {option} set")
+    try:
+        return PipelineTokenizer.from_dict(document)
+    except TokenizerError as err:
+        raise TokenizerError(f"{file}: {err}") from None
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise CorruptFileError(f"{file}: malformed tokenizer.json ({err!r})") from None
+
+
+_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?")
+
+
+def serde_float(text: str) -> float:
+    """A JSON number read as HF `tokenizers` reads it (serde_json without `float_roundtrip`): the digits as an
+    integer, rounded to a float, then divided (or multiplied) by the float 10^k. That can be one unit in
+    the last place off the correctly rounded value Python's `float` gives, and Unigram ties follow it.
+
+    >>> serde_float("-7.3954483415925285"), float("-7.3954483415925285")
+    (-7.395448341592528, -7.3954483415925285)
+    """
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        return float(text)
+    sign, whole, fraction, exponent = match.groups()
+    digits = whole + (fraction or "")
+    power = int(exponent or 0) - len(fraction or "")
+    if int(digits) >= 1 << 64 or abs(power) > 308:
+        return float(text)  # serde's slower paths: taken as correctly rounded
+    value = float(int(digits))
+    value = value * float(f"1e{power}") if power >= 0 else value / float(f"1e{-power}")
+    return -value if sign else value
 
 
 def _refuse(file: Path, what: str) -> TokenizerError:
@@ -60,6 +106,9 @@ def _wordpiece(document: dict, file: Path) -> WordPieceTokenizer:
     model, normalizer = document["model"], document.get("normalizer") or {}
     if normalizer.get("type") != "BertNormalizer" or model.get("continuing_subword_prefix", "##") != "##":
         raise _refuse(file, f"WordPiece with normalizer {normalizer.get('type')!r}")
+    post = document.get("post_processor") or {}
+    if post.get("type") not in ("BertProcessing", "TemplateProcessing"):
+        raise _refuse(file, f"WordPiece without BERT's [CLS] A [SEP] post-processor (found {post.get('type')!r})")
     return WordPieceTokenizer(_by_id(model["vocab"], file), lowercase=bool(normalizer.get("lowercase", True)),
                               unk_token=model.get("unk_token", "[UNK]"),
                               max_input_chars_per_word=model.get("max_input_chars_per_word", 100))
@@ -89,7 +138,10 @@ def _byte_level_bpe(document: dict, file: Path) -> BPETokenizer:
     if post and post.get("type") != "ByteLevel" and not adds_nothing:
         raise _refuse(file, f"byte-level BPE with post-processor {post.get('type')!r}")
     pattern = _pattern(document.get("pre_tokenizer"), file)
-    specials = {t["content"]: t["id"] for t in document.get("added_tokens", [])}
+    added = document.get("added_tokens", [])
+    if any(not t.get("special", True) or t.get("lstrip") or t.get("rstrip") for t in added):
+        raise _refuse(file, "byte-level BPE with non-special or stripping added tokens in the fast kind")
+    specials = {t["content"]: t["id"] for t in added}
     vocab = {token: i for token, i in model["vocab"].items() if i not in specials.values()}
     try:
         tokens = [bytes(char_to_byte[c] for c in token) for token in _by_id(vocab, file)]
