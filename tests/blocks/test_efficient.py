@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fmblocks.blocks.attention import ATTENTION_CORES, MultiHeadAttention, attention_math, padding_mask
 from fmblocks.blocks.efficient import (

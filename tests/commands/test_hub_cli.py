@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from fmblocks.cli import main
-from fmblocks.models import convert, fill_mask, from_pretrained, open_model, save_pretrained
+from fmblocks.interop import convert, open_model
+from fmblocks.models import fill_mask, from_pretrained, save_pretrained
 from fmblocks.tokenizers.bio_protein import VOCAB as ESM_VOCAB
 
 transformers = pytest.importorskip("transformers")
@@ -212,8 +213,10 @@ def test_convert_gpt2_to_a_run_and_back(gpt2_dir: Path, tmp_path: Path, capsys) 
     back.mkdir()  # an empty destination is fine
     assert main(["convert", str(run), str(back)]) == 0
     out = capsys.readouterr().out
-    assert "wrote a Hugging Face GPT2LMHeadModel directory (config.json, model.safetensors)" in out
-    assert "note: the run's bpe tokenizer has no export to tokenizer.json yet" in out
+    assert "wrote a Hugging Face GPT2LMHeadModel directory (config.json, model.safetensors, tokenizer.json)" in out
+    text = "the hat ate that<|endoftext|>"
+    exported = tokenizers.Tokenizer.from_file(str(back / "tokenizer.json")).encode(text).ids
+    assert exported == tokenizers.Tokenizer.from_file(str(gpt2_dir / "tokenizer.json")).encode(text).ids
     config = json.loads((back / "config.json").read_text())
     assert (config["bos_token_id"], config["n_positions"]) == (259, 48)  # the original fields came back
     x = torch.randint(0, 260, (2, 9), generator=torch.Generator().manual_seed(0))
@@ -270,14 +273,8 @@ def test_convert_bf16_checkpoint_casts_exactly(tmp_path: Path) -> None:
 
 def test_save_pretrained_writes_an_exportable_tokenizer(gpt2_dir: Path, tmp_path: Path) -> None:
     model, tokenizer = open_model(gpt2_dir)
-    assert save_pretrained(model, tmp_path / "plain", tokenizer=tokenizer)[-1] == "model.safetensors"
-    document = json.loads((gpt2_dir / "tokenizer.json").read_text())
-
-    class Exportable:
-        def to_hf(self) -> dict:
-            return document
-
-    assert save_pretrained(model, tmp_path / "full", tokenizer=Exportable()) == [
+    assert save_pretrained(model, tmp_path / "plain")[-1] == "model.safetensors"
+    assert save_pretrained(model, tmp_path / "full", tokenizer=tokenizer) == [
         "config.json", "model.safetensors", "tokenizer.json"]
     reloaded, ours = open_model(tmp_path / "full")
     assert ours.encode("the hat<|endoftext|>", allowed_special="all") == tokenizer.encode(

@@ -8,7 +8,6 @@ trajectory that transformers' `generate(do_sample=True)` sampled, our filtered d
 equals the one it sampled from (its `scores`).
 """
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fmblocks.models.convert import convert
+    from fmblocks.interop.convert import convert
 
     notes = convert(args.src, args.dst)
     print(f"{notes[0]} -> {args.dst}")

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fmblocks.files import write_tensors
     from fmblocks.models.pretrained import SentenceEmbedder, minilm, minilm_path
-    from fmblocks.models.sources import open_model
+    from fmblocks.interop.sources import open_model
 
     embedder = SentenceEmbedder(*open_model(args.model, arch="encoder")) if args.model else minilm()
     embeddings = embedder.embed(args.texts, batch_size=args.batch_size)

@@ -49,7 +49,7 @@ def load_for_explainer(path: Path):
 def open_explained(path: Path):
     """(model, tokenizer) of --model: a Hugging Face directory, an exported model directory, or a run."""
     from fmblocks.explainer.default import load_model_dir
-    from fmblocks.models.sources import open_model, source_kind
+    from fmblocks.interop.sources import open_model, source_kind
 
     if source_kind(path) == "hf":
         return open_model(path)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fmblocks.models.fill_mask import check_masked_lm, fill_mask
-    from fmblocks.models.sources import open_model, trained_framed
+    from fmblocks.interop.sources import open_model, trained_framed
 
     model, tokenizer = open_model(args.model, arch="encoder", tokenizer=args.tokenizer)
     check_masked_lm(model)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fmblocks.generation import generate, left_pad
-    from fmblocks.models.sources import open_model
+    from fmblocks.interop.sources import open_model
 
     model, tokenizer = open_model(args.model or args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
     starts = [prompt_ids(tokenizer, text, allow_special=args.allow_special)

@@ -6,9 +6,8 @@ encoder-decoder (Transformer), ViT.
     out = model(input_ids, targets)        # ModelOutput(logits, loss, intermediates)
 
 `from_pretrained(path)` / `save_pretrained(model, path)` read and write Hugging Face model directories
-(fmblocks.models.hub); `open_model(path)` opens either an HF directory or an fmblocks run as (model,
-tokenizer) (models/sources.py), `convert(src, dst)` turns one into the other (models/convert.py), and
-`fill_mask(model, tokenizer, text)` answers masked-LM queries (models/fill_mask.py).
+(fmblocks.models.hub), and `fill_mask(model, tokenizer, text)` answers masked-LM queries (models/fill_mask.py).
+Opening "an HF directory or an fmblocks run" and converting one into the other is fmblocks.interop.
 """
 
 import os
@@ -22,9 +21,7 @@ from fmblocks.models.encoder_decoder import EncoderDecoder
 from fmblocks.models.output import ModelOutput
 from fmblocks.models.vit import ViT
 from fmblocks.registry import Registry
-from fmblocks.models.convert import convert
 from fmblocks.models.fill_mask import fill_mask
-from fmblocks.models.sources import open_model
 
 MODELS: Registry[type[nn.Module]] = Registry("model arch")
 MODELS.register("decoder")(Decoder)
@@ -55,4 +52,4 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | No
 
 
 __all__ = ["MODELS", "PRESETS", "Decoder", "Encoder", "EncoderDecoder", "ModelConfig", "ModelOutput", "ViT",
-           "build_model", "convert", "fill_mask", "from_pretrained", "open_model", "preset", "save_pretrained"]
+           "build_model", "fill_mask", "from_pretrained", "preset", "save_pretrained"]

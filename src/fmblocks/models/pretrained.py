@@ -80,7 +80,7 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.
 class SentenceEmbedder:
     """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D).
 
-    Any encoder and its tokenizer will do (`fmblocks.models.sources.open_model(path, arch="encoder")`);
+    Any encoder and its tokenizer will do (`fmblocks.interop.sources.open_model(path, arch="encoder")`);
     texts are encoded by the tokenizer's default (BERT's WordPiece frames them as [CLS] ... [SEP]).
     """
 

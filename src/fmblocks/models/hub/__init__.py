@@ -3,7 +3,7 @@
     from fmblocks.models import from_pretrained, save_pretrained
     model = from_pretrained("path/to/hf-dir")      # GPT-2, Llama, Mistral, Qwen2, BERT, ESM-2, ViT
     save_pretrained(model, "out")                  # transformers' from_pretrained("out") gives the same logits
-    save_pretrained(model, "out", tokenizer=tok)   # + tokenizer.json when tok.to_hf() exists
+    save_pretrained(model, "out", tokenizer=tok)   # + tokenizer.json when its kind has one
 
 One module per architecture (gpt2, llama, mistral, qwen2, bert, esm, vit), each its weight-name map as data and
 its config translation; loader.py holds what they share. Importing the package registers them all.

@@ -3,7 +3,7 @@
     model = from_pretrained("dir")          config.json + model.safetensors (or a sharded
                                             model.safetensors.index.json) -> an fmblocks model, eval mode
     save_pretrained(model, "out")           config.json + model.safetensors that transformers loads
-    save_pretrained(model, "out", tokenizer=tok)   + tokenizer.json, when `tok.to_hf()` exists (see below)
+    save_pretrained(model, "out", tokenizer=tok)   + tokenizer.json, when its kind has one (see below)
 
 An architecture (`HubArch`, one module each) is data plus two config translations:
     model_types, hf_class       the config.json names it reads and writes
@@ -25,9 +25,9 @@ it came from), so that saving writes the same architecture and keeps the fields 
 ids, labels); `model.hub_fresh` names our tensors the directory did not hold (BertModel's masked-LM head:
 freshly initialised, untrained). Building happens on the meta device, so no random init is spent on weights
 the checkpoint replaces. Tensors are read with safetensors only; pickle files are refused.
-A tokenizer is exported through its `to_hf()` method, which returns the tokenizer.json document (a dict);
-a tokenizer without one is not written, and `save_pretrained` returns the names it wrote, so callers can
-say so. Limits: one weights file is written (no sharding on save).
+A tokenizer is exported as tokenizer.json by fmblocks.tokenizers.hf_export (BPE, WordPiece, Unigram and
+loaded tokenizer.json pipelines); one of another kind is not written, and `save_pretrained` returns the
+names it wrote, so callers can say so. Limits: one weights file is written (no sharding on save).
 """
 
 import json
@@ -305,12 +305,15 @@ def hub_state_dict(model: nn.Module, arch: HubArch) -> dict[str, torch.Tensor]:
 
 
 def hf_tokenizer_document(tokenizer: Any) -> dict | None:
-    """The tokenizer.json document of an fmblocks tokenizer (its `to_hf()`), or None when it has no export."""
-    export = getattr(tokenizer, "to_hf", None)
-    if export is None:
+    """The tokenizer.json document of an fmblocks tokenizer (fmblocks.tokenizers.hf_export), or None when its
+    kind has no tokenizer.json form."""
+    from fmblocks.errors import TokenizerError
+    from fmblocks.tokenizers.hf_export import to_tokenizer_json
+
+    try:
+        return to_tokenizer_json(tokenizer)
+    except TokenizerError:
         return None
-    document = export()
-    return json.loads(document) if isinstance(document, (str, bytes)) else document
 
 
 def save_pretrained(model: nn.Module, path: str | os.PathLike, *, arch: str | None = None,

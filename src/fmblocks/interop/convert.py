@@ -25,7 +25,7 @@ import torch
 
 from fmblocks.errors import CheckpointError
 from fmblocks.files import unique_sibling, write_errors
-from fmblocks.models.sources import open_model, source_kind
+from fmblocks.interop.sources import open_model, source_kind
 
 TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG = "hf_config"  # trainer_state.json field: the config.json a converted run came from (sources.py)
