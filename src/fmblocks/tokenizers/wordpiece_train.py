@@ -19,12 +19,14 @@ the *other* symbol, whose partner was more frequent than s: a handful for freque
 Both heaps are lazy max-heaps of upper bounds: an entry is pushed whenever a key rises (a pair
 count goes up, freq(other) or freq(owner) goes down); one that fell is left and fixed when it
 reaches the top. Exactness: the group order by freq(ab) / freq(other) agrees with the order by
-score as long as distinct ratios stay distinct as floats, true while symbol counts stay below
-2**25 (a corpus of some 30 million words); above that, pairs whose scores differ by less than a
-float's rounding may be taken in a different order from the definition.
+score as long as distinct ratios stay distinct as floats, which holds while every symbol count
+stays below 2**25 (33 million occurrences); beyond that, two pairs whose scores differ by less
+than a float's rounding may be taken in the other order than the definition's.
 """
 
 import heapq
+import re
+import string
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -49,11 +51,17 @@ def pair_score(pair_count: int, count_a: int, count_b: int) -> float:
     return pair_count / (count_a * count_b)
 
 
+# bert_pre_tokenize of ASCII text in one regular expression: runs of neither space nor punctuation,
+# and single punctuation characters
+_ASCII_WORDS = re.compile(f"[^\\s{re.escape(string.punctuation)}]+|[{re.escape(string.punctuation)}]")
+
+
 def count_words(texts: Iterable[str], *, lowercase: bool = True) -> Counter[str]:
     """Frequency of every pre-tokenised word in the corpus, after BERT normalisation."""
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(bert_pre_tokenize(bert_normalize(text, lowercase=lowercase)))
+        normalized = bert_normalize(text, lowercase=lowercase)
+        counts.update(_ASCII_WORDS.findall(normalized) if normalized.isascii() else bert_pre_tokenize(normalized))
     return counts
 
 
@@ -131,8 +139,12 @@ class _Merger:
 
     def _push(self, group: int, entry: tuple) -> None:
         """A pair's key rose: push its entry, and the group into the heap if the entry leads it."""
+        heapq.heappush(self.groups[group], entry)
+        self._pushed(group, entry)
+
+    def _pushed(self, group: int, entry: tuple) -> None:
+        """After a push: announce the group if `entry` leads it; drop stale entries if there are many."""
         entries = self.groups[group]
-        heapq.heappush(entries, entry)
         if entries[0] is entry:
             self._announce(group, entry)
         if len(entries) > self.limits[group]:  # mostly stale: keep the latest entries only
@@ -185,6 +197,7 @@ class _Merger:
         new = self._symbol(name)
         lost, gained = self._rewrite(a, b, new)
         pairs, freq, names, keys, owner, groups = self.pairs, self.freq, self.names, self.keys, self.owner, self.groups
+        limits, heappush = self.limits, heapq.heappush
         for old in lost:
             if not pairs[old]:
                 self._drop(old)
@@ -195,11 +208,14 @@ class _Merger:
                 continue
             if entries := groups[symbol]:
                 self._announce(symbol, entries[0])
-            for dependent in self.dependents[symbol]:  # the hot loop: _entry and _push inline
+            for dependent in self.dependents[symbol]:  # the hot loop: _entry and most of _push inline
                 if (count := pairs[dependent]) >= minimum:
                     entry = keys[dependent] = (-count / other_freq, -count, names[dependent[0]], names[dependent[1]],
                                                dependent, other_freq)
-                    self._push(owner[dependent], entry)
+                    group = owner[dependent]
+                    heappush(entries := groups[group], entry)
+                    if entries[0] is entry or len(entries) > limits[group]:
+                        self._pushed(group, entry)
         for new_pair in gained:
             if new_pair not in owner:
                 self._own(new_pair)
