@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fmblocks.data.text import builtin_corpus
 from fmblocks.errors import ConfigError, DataError
+from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
 from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, train_wordpiece
 from fmblocks.tokenizers.wordpiece_train import count_words, learn_wordpieces, merged_symbol, pair_score, word_symbols
 
@@ -126,6 +127,15 @@ def test_vocabulary_unchanged_on_real_text(min_frequency: int, lowercase: bool) 
     vocab = train_wordpiece(docs, 4000, min_frequency=min_frequency, lowercase=lowercase, progress=False).vocab
     assert len(vocab) == 4000
     assert hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16] == PINNED[min_frequency, lowercase]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.one_of(st.characters(max_codepoint=0x7F), st.characters()), max_size=60), max_size=4),
+       st.booleans())
+def test_counted_words_are_the_pre_tokenised_words(texts: list[str], lowercase: bool) -> None:
+    # count_words takes a shortcut for ASCII text (one regular expression): same words as the stages
+    expected = Counter(w for t in texts for w in bert_pre_tokenize(bert_normalize(t, lowercase=lowercase)))
+    assert count_words(texts, lowercase=lowercase) == expected
 
 
 def test_training_is_deterministic_and_order_free() -> None:
