@@ -4,18 +4,21 @@ Corpus: `builtin_corpus(max_bytes)` (pydoc topics, then stdlib sources; determin
 
 train   train_wordpiece(min_frequency=2) vs HF BertWordPieceTokenizer.train_from_iterator (its
         WordPieceTrainer with the same BERT normaliser and pre-tokeniser, min_frequency=2) at each
-        vocab size, each run in a fresh subprocess: CPU seconds single-threaded (ours; HF with
-        RAYON_NUM_THREADS=1), wall seconds for HF's default thread pool, peak RSS growth (Linux
-        VmHWM, reset before training). The rules differ on purpose (likelihood score vs HF's pair
-        frequency), so the vocabularies differ: reported are their overlap and, for each, tokens per
-        word and [UNK] rate on the corpus (both vocabularies encoded by our WordPiece encoder).
+        vocab size, each run in a fresh subprocess, the implementations taking turns, --train-repeats
+        runs each: median CPU seconds single-threaded (ours; HF with RAYON_NUM_THREADS=1), median wall
+        seconds for HF's default thread pool, peak RSS growth (Linux VmHWM, reset before training).
+        The rules differ on purpose (likelihood score vs HF's pair frequency), so the vocabularies
+        differ: reported are their overlap and, for each, tokens per word and [UNK] rate on the
+        training corpus and on held-out text (the next --heldout-mb of builtin_corpus documents),
+        both vocabularies encoded by our WordPiece encoder.
 encode  load("bert-base-uncased") vs HF BertWordPieceTokenizer on the same vocab.txt, [CLS]/[SEP]
         included, per document and per line; ours cold (fresh tokenizer, empty cache) and warm;
         process CPU seconds, single thread, best of --repeats. Identical ids are asserted.
 
 Writes bench/results/wordpiece.json and wordpiece.png.
 
-    .venv/bin/python -m bench.wordpiece [--mb 10] [--repeats 2] [--vocab 8192 30522] [--only train encode]
+    .venv/bin/python -m bench.wordpiece [--mb 10] [--repeats 2] [--train-repeats 3] [--heldout-mb 2]
+                                        [--vocab 8192 30522] [--only train encode]
 """
 
 import argparse
@@ -23,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -72,23 +76,42 @@ def vocabulary_quality(vocab: list[str], docs: list[str]) -> dict:
             "unk_rate": round(ids.count(tokenizer.token_to_id["[UNK]"]) / len(ids), 6)}
 
 
-def bench_train(mb: float, vocab_sizes: list[int]) -> dict:
-    docs = builtin_corpus(int(mb * 1e6))
+def heldout_corpus(mb: float, heldout_mb: float) -> list[str]:
+    """The builtin_corpus documents after the first `mb` MB (those trained on), up to `heldout_mb` MB."""
+    trained = len(builtin_corpus(int(mb * 1e6)))
+    kept, size = [], 0
+    for document in builtin_corpus()[trained:]:
+        if size >= heldout_mb * 1e6:
+            break
+        kept.append(document)
+        size += len(document.encode("utf-8"))
+    return kept
+
+
+def train_once(impl: str, vocab_size: int, mb: float) -> dict:
+    env = dict(os.environ)
+    if impl == "hf-1thread":
+        env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, "-m", "bench.wordpiece", "--train-worker", impl, "--vocab", str(vocab_size),
+               "--mb", str(mb)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=RESULTS.parent.parent)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_train(mb: float, vocab_sizes: list[int], repeats: int, heldout_mb: float) -> dict:
+    texts = {"training corpus": builtin_corpus(int(mb * 1e6)), "held-out": heldout_corpus(mb, heldout_mb)}
     results = {}
     for vocab_size in vocab_sizes:
+        trials: dict[str, list[dict]] = {impl: [] for impl in IMPLEMENTATIONS}
+        for _ in range(repeats):  # taking turns, so that a change of machine load hits all alike
+            for impl in IMPLEMENTATIONS:
+                trials[impl].append(train_once(impl, vocab_size, mb))
         runs = {}
-        for impl in IMPLEMENTATIONS:
-            env = dict(os.environ)
-            if impl == "hf-1thread":
-                env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-            command = [sys.executable, "-m", "bench.wordpiece", "--train-worker", impl, "--vocab", str(vocab_size),
-                       "--mb", str(mb)]
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=RESULTS.parent.parent)
-            runs[impl] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"train vocab {vocab_size} {impl}: " + str({k: v for k, v in runs[impl].items() if k != "vocab"}),
-                  flush=True)
-        ours, theirs = runs["ours"].pop("vocab"), runs["hf-1thread"].pop("vocab")
-        runs["hf-default"].pop("vocab")
+        for impl, done in trials.items():
+            runs[impl] = {key: statistics.median(t[key] for t in done) for key in ("cpu_s", "wall_s", "peak_rss_growth_MB")}
+            runs[impl]["cpu_s_each"] = [t["cpu_s"] for t in done]
+            print(f"train vocab {vocab_size} {impl}: {runs[impl]}", flush=True)
+        ours, theirs = trials["ours"][-1]["vocab"], trials["hf-1thread"][-1]["vocab"]
         seconds = {"ours": runs["ours"]["cpu_s"], "hf-1thread": runs["hf-1thread"]["cpu_s"],
                    "hf-default": runs["hf-default"]["wall_s"]}
         results[str(vocab_size)] = {
@@ -97,8 +120,9 @@ def bench_train(mb: float, vocab_sizes: list[int]) -> dict:
             "ours_vs_hf_default": round(seconds["ours"] / seconds["hf-default"], 2),
             "vocab_sizes": {"ours": len(ours), "hf": len(theirs)},
             "shared_tokens": len(set(ours) & set(theirs)),
-            "quality": {"ours (likelihood score)": vocabulary_quality(ours, docs),
-                        "hf (pair frequency)": vocabulary_quality(theirs, docs)},
+            "quality": {name: {"ours (likelihood score)": vocabulary_quality(ours, docs),
+                               "hf (pair frequency)": vocabulary_quality(theirs, docs)}
+                        for name, docs in texts.items()},
             "runs": runs,
         }
         print(f"vocab {vocab_size}: {results[str(vocab_size)]['quality']}, shared "
@@ -166,6 +190,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=10.0, help="corpus size in MB")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-repeats", type=int, default=3, help="training runs per implementation (medians)")
+    parser.add_argument("--heldout-mb", type=float, default=2.0, help="held-out text for tokens per word, in MB")
     parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 30522])
     parser.add_argument("--only", choices=list(SECTIONS), nargs="+", default=list(SECTIONS))
     parser.add_argument("--train-worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
@@ -177,11 +203,12 @@ def main() -> None:
     docs = builtin_corpus(int(args.mb * 1e6))
     results = {
         "corpus": {"documents": len(docs), "MB": round(sum(len(d.encode()) for d in docs) / 1e6, 2)},
+        "command": " ".join(["python -m bench.wordpiece", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
     }
     print(f"corpus: {results['corpus']}", flush=True)
     if "train" in args.only:
-        results["train"] = bench_train(args.mb, args.vocab)
+        results["train"] = bench_train(args.mb, args.vocab, args.train_repeats, args.heldout_mb)
     if "encode" in args.only:
         results["encode"] = bench_encode(docs, args.repeats)
     write_results("wordpiece", results, SECTIONS)

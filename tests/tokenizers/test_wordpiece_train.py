@@ -1,11 +1,16 @@
 """WordPiece training: a hand-worked example, the incremental algorithm against the definition, errors."""
 
+import hashlib
 import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fmblocks.data.text import builtin_corpus
 from fmblocks.errors import ConfigError, DataError
+from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
 from fmblocks.tokenizers.wordpiece import BERT_SPECIALS, train_wordpiece
 from fmblocks.tokenizers.wordpiece_train import count_words, learn_wordpieces, merged_symbol, pair_score, word_symbols
 
@@ -89,6 +94,48 @@ def test_incremental_training_matches_the_definition(seed: int) -> None:
     tok = train_wordpiece(words, 10_000, min_frequency=min_frequency, special_tokens=(), progress=False)
     base = len({c for w in counts for c in w} | {"##" + c for w in counts for c in w[1:]})
     assert tok.vocab[base:] == naive_wordpiece(counts, 10_000, min_frequency)
+
+
+def trained_after_alphabet(words: Counter[str], min_frequency: int) -> list[str]:
+    """The merged tokens of train_wordpiece on `words` (the alphabet stripped), up to 10,000 tokens."""
+    text = " ".join(word for word, n in words.items() for _ in range(n))
+    tok = train_wordpiece([text], 10_000, min_frequency=min_frequency, special_tokens=(), progress=False)
+    base = len({c for w in words for c in w} | {"##" + c for w in words for c in w[1:]})
+    return tok.vocab[base:]
+
+
+# words over two or three letters, each repeated: runs such as "aaaa" (pairs (a, a) that overlap),
+# equal scores everywhere (the tie-breaks), symbols spelt by two different merges
+WORDS = st.dictionaries(st.text("abc", min_size=1, max_size=9), st.integers(1, 12), min_size=1, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(WORDS, st.integers(1, 3))
+def test_hypothesis_training_matches_the_definition(words: dict[str, int], min_frequency: int) -> None:
+    counts = Counter(words)
+    assert trained_after_alphabet(counts, min_frequency) == naive_wordpiece(counts, 10_000, min_frequency)
+
+
+# sha256 of "\n".join(vocab) from the trainer before pairs were grouped by owner (commit 9fcdd22),
+# on the first 300 kB of builtin_corpus: the fast trainer must keep these vocabularies
+PINNED = {(2, True): "239936d20d2df12c", (1, False): "4d7c47b524674350"}
+
+
+@pytest.mark.parametrize(("min_frequency", "lowercase"), list(PINNED))
+def test_vocabulary_unchanged_on_real_text(min_frequency: int, lowercase: bool) -> None:
+    docs = builtin_corpus(max_bytes=300_000)
+    vocab = train_wordpiece(docs, 4000, min_frequency=min_frequency, lowercase=lowercase, progress=False).vocab
+    assert len(vocab) == 4000
+    assert hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16] == PINNED[min_frequency, lowercase]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.one_of(st.characters(max_codepoint=0x7F), st.characters()), max_size=60), max_size=4),
+       st.booleans())
+def test_counted_words_are_the_pre_tokenised_words(texts: list[str], lowercase: bool) -> None:
+    # count_words takes a shortcut for ASCII text (one regular expression): same words as the stages
+    expected = Counter(w for t in texts for w in bert_pre_tokenize(bert_normalize(t, lowercase=lowercase)))
+    assert count_words(texts, lowercase=lowercase) == expected
 
 
 def test_training_is_deterministic_and_order_free() -> None:

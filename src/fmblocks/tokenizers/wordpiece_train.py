@@ -7,38 +7,33 @@ their characters, non-initial ones with "##": "abc" -> a ##b ##c. Each step merg
 everywhere; ties go to the more frequent pair, then to the smaller (a, b). `train_wordpiece` in
 wordpiece.py builds the vocabulary and the tokenizer around `learn_wordpieces`.
 
-Incremental state (`_Merger`): pair and symbol counts, a pair -> words index, and a lazy max-heap.
-A merge of (a, b) lowers freq(a) and freq(b), which raises the score of every pair containing a or
-b; a character such as "##e" is in thousands of pairs, so instead of re-queueing them all the
-heap gets a *marker* for the symbol with bound 1/freq(s) (a pair never scores more, as
-freq(ab) <= min(freq(a), freq(b))). Only when a marker reaches the top are the symbol's pairs
-looked at (`_refresh`): those at least as good as the heap top are queued, a new marker bounds
-the rest. A full look scores every pair of the symbol and remembers the best ratio
-freq(pair) / freq(partner) of those not queued (it changes only if the partner or the pair count
-does); later looks reuse it and score only the pairs queued by the full look and those whose
-partner was merged or made since (read off the log of merged symbols).
+Incremental state (`_Merger`): symbol and pair counts and a pair -> words index, updated only in
+the words a merge touches. The trouble with this score is that a merge of (a, b) lowers freq(a)
+and freq(b), which raises the score of every pair containing a or b ("##e" is in thousands). So
+every pair has an *owner*, the more frequent of its two symbols when the pair appeared, and the
+pairs are grouped by owner. Inside a group the order is by freq(ab) / freq(other), which does not
+depend on the owner's frequency; the groups compete in one heap by their best pair's full score.
+A change of freq(s) then costs one entry for s's group, plus one entry for each pair where s is
+the *other* symbol, whose partner was more frequent than s: a handful for frequent symbols.
+
+Both heaps are lazy max-heaps of upper bounds: an entry is pushed whenever a key rises (a pair
+count goes up, freq(other) or freq(owner) goes down); one that fell is left and fixed when it
+reaches the top. Exactness: the group order by freq(ab) / freq(other) agrees with the order by
+score as long as distinct ratios stay distinct as floats, which holds while every symbol count
+stays below 2**25 (33 million occurrences); beyond that, two pairs whose scores differ by less
+than a float's rounding may be taken in the other order than the definition's.
 """
 
 import heapq
-import math
+import re
+import string
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
 
 PREFIX = "##"
-Pair = tuple[str, str]
-
-
-@dataclass
-class _Look:
-    """What the last full look at a symbol's pairs found, for the partial looks that follow."""
-
-    since: int  # length of the merge log then
-    queued: list[Pair] = field(default_factory=list)  # the pairs it queued (at least the heap top then)
-    left_count: int = 0  # the best pair it did not queue: its count and its partner's freq,
-    left_partner: int = 0  # whose ratio bounds every unqueued pair that has not changed since
+Pair = tuple[int, int]  # symbol ids
 
 
 def merged_symbol(a: str, b: str) -> str:
@@ -56,158 +51,241 @@ def pair_score(pair_count: int, count_a: int, count_b: int) -> float:
     return pair_count / (count_a * count_b)
 
 
+# bert_pre_tokenize of ASCII text in one regular expression: runs of neither space nor punctuation,
+# and single punctuation characters
+_ASCII_WORDS = re.compile(f"[^\\s{re.escape(string.punctuation)}]+|[{re.escape(string.punctuation)}]")
+
+
 def count_words(texts: Iterable[str], *, lowercase: bool = True) -> Counter[str]:
     """Frequency of every pre-tokenised word in the corpus, after BERT normalisation."""
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(bert_pre_tokenize(bert_normalize(text, lowercase=lowercase)))
+        normalized = bert_normalize(text, lowercase=lowercase)
+        counts.update(_ASCII_WORDS.findall(normalized) if normalized.isascii() else bert_pre_tokenize(normalized))
     return counts
 
 
 class _Merger:
-    """Training state; heap entries are pairs (-score, -count, a, b, freq(a), freq(b)) and markers
-    (-bound, -inf, s, "", freq(s), look number). An entry whose counts no longer match is stale (a
-    pair whose score fell is re-queued when popped; a marker is dropped). On equal scores markers
-    pop first, so the first current pair entry popped is the best pair.
+    """Training state over symbol ids. Heap entries (keys negated for heapq's min-heap):
+
+    group heap of owner g:  (-count / freq(other), -count, name(a), name(b), (a, b), freq(other))
+    global heap:            (-score, -count, name(a), name(b), g, version of g)
+
+    A group entry is current when it is its pair's latest (`keys`) and its counts still match; a
+    global entry is looked at only if it is its group's latest (`versions`), and it wins when it
+    equals the score of the group's current best.
     """
 
     def __init__(self, words: Counter[str], min_frequency: int) -> None:
-        self.words = [word_symbols(w) for w in words]
-        self.freqs = list(words.values())
         self.min_frequency = min_frequency
-        self.symbols: Counter[str] = Counter()
-        self.pairs: Counter[Pair] = Counter()
-        self.where: dict[Pair, set[int]] = {}
-        self.touching: dict[str, set[Pair]] = {}
-        self.looks: Counter[str] = Counter()
-        self.log: list[str] = []  # a, b and ab of every merge, in order
-        self.seen: dict[str, _Look] = {}
-        for index, (symbols, freq) in enumerate(zip(self.words, self.freqs)):
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.freq: list[int] = []
+        self.dependents: list[set[Pair]] = []  # per symbol s: the pairs where s is the other symbol
+        self.groups: list[list[tuple]] = []  # per symbol: the heap of the pairs it owns
+        self.limits: list[int] = []  # per symbol: the group size that triggers dropping its stale entries
+        self.versions: list[int] = []  # per symbol: the number of its group's latest global entry
+        self.words = [[self._symbol(s) for s in word_symbols(w)] for w in words]
+        self.counts = list(words.values())
+        self.pairs: dict[Pair, int] = {}
+        self.where: dict[Pair, list[int]] = {}  # words that contain (or once contained) the pair
+        for index, (symbols, count) in enumerate(zip(self.words, self.counts)):
             for symbol in symbols:
-                self.symbols[symbol] += freq
-            self._add_pairs(index, symbols, freq)
-        self._rebuild()
+                self.freq[symbol] += count
+            for pair in zip(symbols, symbols[1:]):
+                self.pairs[pair] = self.pairs.get(pair, 0) + count
+                self.where.setdefault(pair, []).append(index)
+        self.owner: dict[Pair, int] = {}
+        self.keys: dict[Pair, tuple] = {}  # the latest group entry of each queued pair
+        self.heap: list[tuple] = []
+        for pair in self.pairs:
+            self._own(pair)
+            if entry := self._entry(pair):
+                self.groups[self.owner[pair]].append(entry)
+        for group, entries in enumerate(self.groups):
+            heapq.heapify(entries)
+            self.limits[group] = 2 * len(entries) + 64
+            if entries:
+                self._announce(group, entries[0])
 
-    def _add_pairs(self, index: int, symbols: list[str], freq: int) -> None:
-        for pair in zip(symbols, symbols[1:]):
-            if not self.pairs[pair]:
-                self.touching.setdefault(pair[0], set()).add(pair)
-                self.touching.setdefault(pair[1], set()).add(pair)
-            self.pairs[pair] += freq
-            self.where.setdefault(pair, set()).add(index)
+    def _symbol(self, name: str) -> int:
+        if (symbol := self.ids.get(name)) is None:
+            symbol = self.ids[name] = len(self.names)
+            self.names.append(name)
+            self.freq.append(0)
+            self.dependents.append(set())
+            self.groups.append([])
+            self.limits.append(64)
+            self.versions.append(0)
+        return symbol
 
-    def _remove_pairs(self, symbols: list[str], freq: int) -> None:
-        for pair in zip(symbols, symbols[1:]):
-            self.pairs[pair] -= freq
-            if not self.pairs[pair]:
-                del self.pairs[pair]
-                self.touching[pair[0]].discard(pair)
-                self.touching[pair[1]].discard(pair)
-
-    def _entry(self, pair: Pair, count: int) -> tuple[float, float, str, str, int, int]:
+    def _own(self, pair: Pair) -> None:
+        """Give a new pair to its more frequent symbol (the left one on a tie)."""
         a, b = pair
-        count_a, count_b = self.symbols[a], self.symbols[b]
-        return -pair_score(count, count_a, count_b), -count, a, b, count_a, count_b
+        owner, other = (a, b) if self.freq[a] >= self.freq[b] else (b, a)
+        self.owner[pair] = owner
+        self.dependents[other].add(pair)
 
-    def _push(self, pair: Pair) -> None:
-        count = self.pairs.get(pair, 0)
-        if count >= self.min_frequency:
-            heapq.heappush(self.heap, self._entry(pair, count))
+    def _entry(self, pair: Pair) -> tuple | None:
+        """The pair's group entry at today's counts, recorded as its latest (None below min_frequency)."""
+        count = self.pairs[pair]
+        if count < self.min_frequency:
+            self.keys.pop(pair, None)
+            return None
+        a, b = pair
+        other_freq = self.freq[b if self.owner[pair] == a else a]
+        entry = self.keys[pair] = (-count / other_freq, -count, self.names[a], self.names[b], pair, other_freq)
+        return entry
 
-    def _push_marker(self, symbol: str, bound: float) -> None:
-        heapq.heappush(self.heap, (-bound, -math.inf, symbol, "", self.symbols[symbol], self.looks[symbol]))
+    def _push(self, group: int, entry: tuple) -> None:
+        """A pair's key rose: push its entry, and the group into the heap if the entry leads it."""
+        heapq.heappush(self.groups[group], entry)
+        self._pushed(group, entry)
 
-    def _rebuild(self) -> None:
-        """Replace the heap by one current entry per pair (drops stale entries and markers)."""
-        self.heap = [self._entry(p, c) for p, c in self.pairs.items() if c >= self.min_frequency]
-        heapq.heapify(self.heap)
+    def _pushed(self, group: int, entry: tuple) -> None:
+        """After a push: announce the group if `entry` leads it; drop stale entries if there are many."""
+        entries = self.groups[group]
+        if entries[0] is entry:
+            self._announce(group, entry)
+        if len(entries) > self.limits[group]:  # mostly stale: keep the latest entries only
+            keys = self.keys
+            entries[:] = [e for e in entries if keys.get(e[4]) is e]
+            heapq.heapify(entries)
+            self.limits[group] = 2 * len(entries) + 64
 
-    def _changed_pairs(self, symbol: str, since: int) -> set[Pair]:
-        """Pairs of `symbol` whose partner was merged or made after log position `since`."""
-        changed = set()
-        for partner in set(self.log[since:]):
-            changed.update(p for p in ((symbol, partner), (partner, symbol)) if p in self.pairs)
-        return changed
+    def _announce(self, group: int, entry: tuple) -> None:
+        """Push the global entry for `group` led by `entry`: its score with today's freq(owner)."""
+        _, neg_count, name_a, name_b, _, other_freq = entry
+        self.versions[group] += 1
+        score = neg_count / (self.freq[group] * other_freq)  # -pair_score, with freq(other) as queued
+        heapq.heappush(self.heap, (score, neg_count, name_a, name_b, group, self.versions[group]))
 
-    def _refresh(self, symbol: str) -> None:
-        """A marker for `symbol` reached the top: queue its pairs scoring at least the heap top."""
-        self.looks[symbol] += 1
-        top = -self.heap[0][0] if self.heap else 0.0
-        freq = self.symbols[symbol]
-        look = self.seen.get(symbol)
-        left = look.left_count / (look.left_partner * freq) if look and look.left_partner else 0.0  # as pair_score
-        pairs = self.touching.get(symbol, set())
-        full = look is None or left >= top or len(self.log) - look.since > len(pairs)
-        if full:
-            look = self.seen[symbol] = _Look(len(self.log))
-            candidates: Iterable[Pair] = pairs
-        else:
-            candidates = {*look.queued, *self._changed_pairs(symbol, look.since)}
-        rest, heap = 0.0, self.heap
-        for a, b in candidates:  # the hot loop of late training: kept inline
-            count = self.pairs.get((a, b), 0)
-            if count >= self.min_frequency:
-                count_a, count_b = self.symbols[a], self.symbols[b]
-                score = count / (count_a * count_b)  # pair_score
-                if score >= top:
-                    heapq.heappush(heap, (-score, -count, a, b, count_a, count_b))
-                    if full:
-                        look.queued.append((a, b))
-                elif score > rest:
-                    rest = score
-                    if full:
-                        look.left_count, look.left_partner = count, count_b if a == symbol else count_a
-        bound = rest if full else max(rest, left)
-        if bound:
-            self._push_marker(symbol, bound)
+    def _lead(self, group: int) -> tuple | None:
+        """The group's best current entry, at its top (stale entries dropped or re-queued on the way)."""
+        entries, keys, pairs, freq = self.groups[group], self.keys, self.pairs, self.freq
+        while entries:
+            entry = entries[0]
+            pair = entry[4]
+            if keys.get(pair) is not entry:
+                heapq.heappop(entries)  # superseded or dead
+            elif -entry[1] == pairs[pair] and entry[5] == freq[pair[1] if group == pair[0] else pair[0]]:
+                return entry
+            elif new := self._entry(pair):  # its key fell: re-queue it lower
+                heapq.heapreplace(entries, new)
+            else:
+                heapq.heappop(entries)
+        return None
 
     def best(self) -> Pair | None:
-        """The pair with the highest current score (stale entries and markers are handled on the way)."""
-        if len(self.heap) > 4 * len(self.pairs) + 1024:
-            self._rebuild()
-        while self.heap:
-            _, neg_count, a, b, count_a, count_b = heapq.heappop(self.heap)
-            if not b:  # a marker for symbol a; obsolete once freq(a) changed or a was looked at since
-                if (count_a, count_b) == (self.symbols[a], self.looks[a]):
-                    self._refresh(a)
-                continue
-            if (-neg_count, count_a, count_b) == (self.pairs.get((a, b), 0), self.symbols[a], self.symbols[b]):
-                return a, b
-            self._push((a, b))  # stale: re-queue at the current score
+        """The pair with the highest current score."""
+        heap, versions, freq = self.heap, self.versions, self.freq
+        while heap:
+            key = heapq.heappop(heap)
+            group = key[4]
+            if key[5] != versions[group] or (entry := self._lead(group)) is None:
+                continue  # superseded, or the group is empty
+            neg_count, pair = entry[1], entry[4]
+            if key[:4] == (neg_count / (freq[pair[0]] * freq[pair[1]]), neg_count, entry[2], entry[3]):
+                return pair
+            self._announce(group, entry)  # the bound was loose: queue the group at its true best
         return None
 
     def merge(self, pair: Pair) -> str:
-        """Merge `pair` in every word containing it; keep counts, index and heap up to date."""
+        """Merge `pair` in every word containing it; keep counts, index and heaps up to date."""
         a, b = pair
-        new = merged_symbol(a, b)
-        for index in self.where.pop(pair, set()):
-            symbols, freq = self.words[index], self.freqs[index]
-            merged, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                    merged.append(new)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            if len(merged) == len(symbols):
-                continue  # stale index entry
-            times = len(symbols) - len(merged)
-            self.symbols[a] -= times * freq
-            self.symbols[b] -= times * freq
-            self.symbols[new] += times * freq
-            self._remove_pairs(symbols, freq)
-            self._add_pairs(index, merged, freq)
-            self.words[index] = merged
-        self.log += [a, b, new]
-        self.seen.pop(new, None)  # an existing symbol made again gains pairs its last look did not see
-        # Pairs with `new` gained counts (queue them); pairs with a or b may score higher (markers).
-        for candidate in self.touching.get(new, ()):
-            self._push(candidate)
-        for symbol in (a, b):
-            if self.symbols[symbol]:
-                self._push_marker(symbol, 1.0 / self.symbols[symbol])
-        return new
+        name = merged_symbol(self.names[a], self.names[b])
+        new = self._symbol(name)
+        lost, gained = self._rewrite(a, b, new)
+        pairs, freq, names, keys, owner, groups = self.pairs, self.freq, self.names, self.keys, self.owner, self.groups
+        limits, heappush = self.limits, heapq.heappush
+        for old in lost:
+            if not pairs[old]:
+                self._drop(old)
+        # freq(a) and freq(b) fell: their groups and the pairs where they are the other symbol rose
+        minimum = self.min_frequency
+        for symbol in {a, b}:
+            if not (other_freq := freq[symbol]):
+                continue
+            if entries := groups[symbol]:
+                self._announce(symbol, entries[0])
+            for dependent in self.dependents[symbol]:  # the hot loop: _entry and most of _push inline
+                if (count := pairs[dependent]) >= minimum:
+                    entry = keys[dependent] = (-count / other_freq, -count, names[dependent[0]], names[dependent[1]],
+                                               dependent, other_freq)
+                    group = owner[dependent]
+                    heappush(entries := groups[group], entry)
+                    if entries[0] is entry or len(entries) > limits[group]:
+                        self._pushed(group, entry)
+        for new_pair in gained:
+            if new_pair not in owner:
+                self._own(new_pair)
+            if entry := self._entry(new_pair):
+                self._push(owner[new_pair], entry)
+        return name
+
+    def _rewrite(self, a: int, b: int, new: int) -> tuple[set[Pair], set[Pair]]:
+        """Replace (a, b) by `new` in the words and update the counts: the pairs that lost and gained."""
+        pairs, where, words, counts = self.pairs, self.where, self.words, self.counts
+        lost: set[Pair] = {(a, b)}
+        gained: set[Pair] = set()
+        total = 0
+        for index in set(where.pop((a, b))):
+            symbols, count = words[index], counts[index]
+            n = len(symbols)
+            merged: list[int] = []
+            made: list[int] = []  # where the new symbol stands in `merged`
+            done = search = 0  # symbols[:done] are in `merged`; look for `a` from `search` on
+            remaining = symbols.count(a)
+            while remaining:
+                i = symbols.index(a, search)
+                remaining -= 1
+                if i + 1 == n:
+                    break
+                if symbols[i + 1] != b:
+                    search = i + 1
+                    continue
+                remaining -= a == b
+                merged += symbols[done:i]
+                # the old pairs around this occurrence, but not the left one if the last occurrence took it
+                if i and not (made and made[-1] == len(merged) - 1):
+                    left = symbols[i - 1], a
+                    pairs[left] -= count
+                    lost.add(left)
+                pairs[a, b] -= count
+                if i + 2 < n:
+                    right = b, symbols[i + 2]
+                    pairs[right] -= count
+                    lost.add(right)
+                made.append(len(merged))
+                merged.append(new)
+                done = search = i + 2
+            if not made:
+                continue  # the word lost the pair in an earlier merge
+            merged += symbols[done:]
+            total += len(made) * count
+            last = len(merged) - 1
+            for k, j in enumerate(made):  # the new pairs: each made symbol with its neighbours
+                if j:
+                    gained.add(left := (merged[j - 1], new))
+                    pairs[left] = pairs.get(left, 0) + count
+                    where.setdefault(left, []).append(index)
+                if j < last and not (k + 1 < len(made) and made[k + 1] == j + 1):
+                    gained.add(right := (new, merged[j + 1]))
+                    pairs[right] = pairs.get(right, 0) + count
+                    where.setdefault(right, []).append(index)
+            words[index] = merged
+        self.freq[a] -= total
+        self.freq[b] -= total
+        self.freq[new] += total
+        return lost, gained
+
+    def _drop(self, pair: Pair) -> None:
+        """Forget a pair that no longer occurs."""
+        del self.pairs[pair]
+        self.where.pop(pair, None)
+        owner = self.owner.pop(pair)
+        self.dependents[pair[1] if owner == pair[0] else pair[0]].discard(pair)
+        self.keys.pop(pair, None)
 
 
 def learn_wordpieces(words: Counter[str], min_frequency: int) -> Iterator[str]:
