@@ -8,6 +8,7 @@ rounding noise in ~0 gradients into lr-sized steps) that stays below 1e-5, while
 unaveraged or unclipped gradient, a lost optimizer state, a skipped micro-batch) moves them by >1e-3.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,10 +21,10 @@ from fmblocks.files import read_tensors
 from fmblocks.training.checkpoint import MODEL_FILE, OPTIMIZER_FILE, read_state
 from fmblocks.training.fsdp import by_index, by_name
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fsdp_worker  # noqa: E402
-
-WORKER = Path(fsdp_worker.__file__)
+WORKER = Path(__file__).with_name("fsdp_worker.py")
+_spec = importlib.util.spec_from_file_location("fsdp_worker", WORKER)
+fsdp_worker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fsdp_worker)
 TOLERANCE = 1e-5
 
 

@@ -92,8 +92,8 @@ def by_name(state: dict[str, Any], order: list[str]) -> dict[str, Any]:
     >>> by_name({"state": {1: {"step": 1}}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]}, ["a", "b"])
     {'state': {'b': {'step': 1}}, 'param_groups': [{'lr': 0.1, 'params': ['a', 'b']}]}
     """
-    return {"state": {order[i]: entry for i, entry in state["state"].items()},
-            "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in state["param_groups"]]}
+    groups = [{**group, "params": [order[i] for i in group["params"]]} for group in state["param_groups"]]
+    return {"state": {order[i]: entry for i, entry in state["state"].items()}, "param_groups": groups}
 
 
 def _aliases(model: nn.Module) -> set[str]:

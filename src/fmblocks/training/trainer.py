@@ -55,7 +55,9 @@ from fmblocks.errors import (
 from fmblocks.training import checkpoint as ckpt
 from fmblocks.training.config import TrainConfig
 from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, TrainingData, collate
-from fmblocks.training.distributed import all_sum, barrier, distribute, init_distributed, skip_gradient_sync
+from fmblocks.training.distributed import (
+    all_sum, barrier, distribute, init_distributed, is_sharded, skip_gradient_sync,
+)
 from fmblocks.training.interrupt import StopSignals
 from fmblocks.training.lock import run_lock
 from fmblocks.training.plots import plot_losses, write_csv
@@ -128,7 +130,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         # before the optimizer: FSDP replaces the parameters by their shards (the model stays self.model)
         self.network: nn.Module = distribute(self.model, config.strategy, self.dist)
-        self.sharded = self.dist.world_size > 1 and config.strategy == "fsdp"
+        self.sharded = is_sharded(self.model)
         self.optimizer = build_optimizer(self.model, config)
         self.scaler = grad_scaler(config.precision, self.dist.device)
         self._forward = compiled(self.network, announce=self.dist.is_main) if config.compile else self.network
@@ -196,7 +198,8 @@ class Trainer:
         if conflicts:
             raise CheckpointError(f"{directory} was trained with other settings ({'; '.join(conflicts)}); a resumed "
                                   "run keeps what shapes its updates: keep these, or start a new run elsewhere")
-        weights, optimizer_state = ckpt.read_weights(self.model, directory), ckpt.read_optimizer(self.optimizer, directory)
+        weights = ckpt.read_weights(self.model, directory)  # whole, and checked against the model
+        optimizer_state = ckpt.read_optimizer(self.optimizer, directory)
         if self.sharded:
             from fmblocks.training.fsdp import load_full_state
 
