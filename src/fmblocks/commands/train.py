@@ -1,7 +1,8 @@
 """`fmblocks train`: train a model from a preset or config on local text or FASTA files.
 
+    fmblocks train --preset llama-tiny --data corpus/ --tokenizer char --out runs/tiny --steps 300 --lr 3e-3
     fmblocks train --preset gpt2-style --set n_layers=2 d_model=128 --data corpus/ --tokenizer gpt2 \\
-        --objective clm --out runs/tiny --steps 200
+        --objective clm --out runs/small --steps 200
     fmblocks train --preset bert-style --set n_layers=2 --data proteins.fasta --objective mlm --out runs/esm
     torchrun --nproc_per_node 2 -m fmblocks.cli train ...      # same command, 2 processes (DDP)
     torchrun --nproc_per_node 2 -m fmblocks.cli train ... --strategy fsdp   # weights sharded over the 2
