@@ -6,7 +6,7 @@ Each benchmark module has `main()`; figures are ratios against the reference mea
 import importlib
 import sys
 
-BENCHMARKS = ["attention", "tokenizers", "wordpiece", "generation", "training", "pair"]
+BENCHMARKS = ["attention", "tokenizers", "wordpiece", "generation", "training", "pair", "long_context", "data"]
 
 
 def run(names: list[str]) -> None:

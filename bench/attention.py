@@ -1,8 +1,10 @@
-"""Benchmark: exact attention via torch's fused kernel ("sdpa"), written out ("math") and chunked (flash-style).
+"""Benchmark: exact attention via torch's fused kernel ("sdpa"), written out ("math") and chunked (flash-style);
+sparse local + global attention ("sparse") and the same pattern through FlexAttention ("flex", time_vs_sparse).
 
 For every method, length T and masking (full / causal), a fresh Python process builds q, k, v of shape
 (1, H=8, T, Dh=64) in float32 on the CPU and measures one forward pass:
     peak_mib  peak extra resident memory of the call (Linux VmHWM, reset just before the call)
+              (flex: that call also compiles, so its peak includes the compiler)
     time_ms   fastest wall time of `repeats` calls after one warm-up (median_ms: their median), on one
               thread; the fastest run is the one least disturbed by other load on the machine
 Fresh processes keep one measurement's freed memory from hiding the next one's. Ratios are against
@@ -25,7 +27,8 @@ import torch
 from fmblocks.blocks.attention import ATTENTION_CORES
 from fmblocks.files import atomic_writer, write_json
 
-METHODS = ("sdpa", "math", "chunked")
+METHODS = ("sdpa", "math", "chunked", "sparse", "flex")
+OPTIONS = {"sparse": {"window": 128, "n_global": 1}, "flex": {"window": 128, "n_global": 1}}  # the same pattern
 LENGTHS = (512, 1024, 2048, 4096)
 HEADS, HEAD_DIM = 8, 64
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +41,7 @@ def _status_kib(field: str) -> int:
 def measure(method: str, t: int, causal: bool, repeats: int) -> dict:
     """Peak extra memory and median time of one `method` forward at length t (run in a fresh process)."""
     torch.set_num_threads(1)  # comparable across machines and robust to other load
-    core = ATTENTION_CORES.get(method)
+    core = ATTENTION_CORES.get(method)(**OPTIONS.get(method, {}))  # flex: the warm-up call compiles
     q, k, v = (torch.randn(1, HEADS, t, HEAD_DIM) for _ in range(3))
     with torch.no_grad():
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident size to the current size
@@ -70,10 +73,13 @@ def run(lengths: tuple[int, ...], repeats: int) -> dict:
         ref = next(r for r in rows if r["method"] == "sdpa" and r["T"] == row["T"] and r["causal"] == row["causal"])
         row["time_vs_sdpa"] = row["time_ms"] / ref["time_ms"]
         row["memory_vs_sdpa"] = row["peak_mib"] / max(ref["peak_mib"], 1e-3)
+        if row["method"] == "flex":
+            sparse = next(r for r in rows if r["method"] == "sparse" and r["T"] == row["T"] and r["causal"] == row["causal"])
+            row["time_vs_sparse"] = row["time_ms"] / sparse["time_ms"]
     setup = {
         "batch": 1, "heads": HEADS, "head_dim": HEAD_DIM, "dtype": "float32", "device": "cpu",
         "threads": 1, "repeats": repeats, "torch": torch.__version__,
-        "chunked_block_size": 256,
+        "chunked_block_size": 256, "sparse_and_flex_options": OPTIONS,
     }
     return {"setup": setup, "rows": rows}
 
@@ -85,7 +91,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for method, color in zip(METHODS, ("tab:blue", "tab:orange", "tab:green")):
+    for method, color in zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
         for causal, style in ((False, "-"), (True, "--")):
             rows = [r for r in result["rows"] if r["method"] == method and r["causal"] == causal]
             label = f"{method} ({'causal' if causal else 'full'})"
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['method']:>8} T={row['T']:>5} {'causal' if row['causal'] else 'full  '} "
             f"{row['time_ms']:9.2f} ms ({row['time_vs_sdpa']:5.2f}x sdpa)  "
             f"{row['peak_mib']:8.1f} MiB ({row['memory_vs_sdpa']:6.2f}x sdpa)"
+            + (f"  {row['time_vs_sparse']:5.2f}x sparse" if "time_vs_sparse" in row else "")
         )
 
 

@@ -18,6 +18,14 @@ long     worst cases for BPE merging, one chunk each: "a" * n, n random ASCII le
          20,000; CJK: 1,000 and 10,000); ours (chunk cache cleared before each run) vs tiktoken's
          encode_ordinary, process CPU seconds, best of max(--repeats, 5) turns taken alternately; identical ids asserted.
          Reported: both times, ours / tiktoken, and ours at 10 n / ours at n (linear: about 10).
+heldout  text of kinds that neither the corpus above nor the tests use, generated or read afresh:
+         prose + code (numpy's installed sources and docs), CJK sentences, mixed-script random text
+         (assigned code points of 13 scripts, emoji and astral letters), long random words. Per kind,
+         process CPU seconds, median of max(--repeats, 3): ours cold (a fresh tokenizer per
+         measurement, built outside the clock; the compiled path keeps no cache, so cold = warm),
+         ours warm (the same tokenizer again), our pure-Python reference path cold (fresh, empty
+         chunk cache), tiktoken, HF; plus wall seconds of encode_batch (threads) against one thread.
+         Identical ids are asserted.
 train    train_bpe(pattern="gpt4", min_frequency=2) vs HF BpeTrainer with the same split regex and
          settings at each vocab size, each in a fresh subprocess: seconds (CPU for single-threaded
          runs, wall for HF's default thread pool), and peak RSS growth during training (Linux VmHWM,
@@ -208,6 +216,92 @@ def bench_long(repeats: int) -> dict:
     return results
 
 
+def heldout_texts() -> dict[str, list[str]]:
+    """The held-out kinds (see the module docstring), deterministic, ~0.3-1 MB each."""
+    import unicodedata
+
+    import numpy
+
+    rng = random.Random(16)
+    prose, size = [], 0
+    for path in sorted(Path(numpy.__file__).parent.rglob("*")):
+        if size > 1e6:
+            break
+        if path.suffix in (".py", ".pyi", ".txt", ".rst", ".md") and path.is_file():
+            text = path.read_text("utf-8", errors="replace")
+            prose.append(text)
+            size += len(text.encode())
+    common = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
+    cjk = ["".join("".join(rng.choices(common, k=rng.randint(4, 30))) + rng.choice("，。、！？") for _ in range(20)) + "\n"
+           for _ in range(1000)]
+    blocks = [(0x41, 0x7A), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F), (0x3040, 0x30FF),
+              (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0x1F300, 0x1F64F), (0x1D400, 0x1D7FF), (0x20000, 0x2A6DF), (0x21, 0x40)]
+    mixed = []
+    for _ in range(600):
+        chars = []
+        while len(chars) < 400:
+            c = chr(rng.randint(*rng.choice(blocks)))
+            if unicodedata.category(c) != "Cn":  # unassigned code points split differently (pretokenize.py)
+                chars.append(c + (rng.choice(" \n\t") if rng.random() < 0.15 else ""))
+        mixed.append("".join(chars))
+    words = [" ".join("".join(rng.choices(string.ascii_letters, k=rng.randint(20, 200))) for _ in range(200)) for _ in range(100)]
+    return {"prose + code": prose, "CJK": cjk, "mixed scripts": mixed, "long words": words}
+
+
+def bench_heldout(repeats: int) -> dict:
+    import statistics
+
+    rounds = max(repeats, 3)
+    results = {}
+    for name in ("gpt2", "cl100k_base"):
+        reference, hf = tiktoken_encoding(name), hf_tokenizer(name)
+        rows = {}
+        for kind, docs in heldout_texts().items():
+            megabytes = sum(len(d.encode("utf-8")) for d in docs) / 1e6
+            expected = [reference.encode_ordinary(d) for d in docs]
+            cpu = {label: [] for label in ("ours cold", "ours warm", "ours pure Python cold", "tiktoken", "HF")}
+            wall = {"ours 1 thread": [], f"ours encode_batch ({os.cpu_count()} threads)": []}
+            for _ in range(rounds):
+                fresh, pure = load(name), load(name)
+                pure._fast = None  # the reference path
+                runs = {"ours cold": lambda: [fresh.encode(d) for d in docs],
+                        "ours warm": lambda: [fresh.encode(d) for d in docs],
+                        "ours pure Python cold": lambda: [pure.encode(d) for d in docs],
+                        "tiktoken": lambda: [reference.encode_ordinary(d) for d in docs],
+                        "HF": lambda: [hf.encode(d, add_special_tokens=False).ids for d in docs]}
+                for label, fn in runs.items():
+                    ids, cpu_s, wall_s = best_of(fn, 1)
+                    assert ids == expected, f"{name}, {kind}, {label}: ids differ from tiktoken's"
+                    cpu[label].append(cpu_s)
+                    if label == "ours warm":
+                        wall["ours 1 thread"].append(wall_s)
+                ids, _, wall_s = best_of(lambda: fresh.encode_batch(docs), 1)
+                assert ids == expected
+                wall[f"ours encode_batch ({os.cpu_count()} threads)"].append(wall_s)
+            row = {"MB": round(megabytes, 2),
+                   "MB_per_s_cpu": {label: round(megabytes / statistics.median(t), 2) for label, t in cpu.items()},
+                   "MB_per_s_wall": {label: round(megabytes / statistics.median(t), 2) for label, t in wall.items()}}
+            row["ours_cold_vs_tiktoken"] = round(row["MB_per_s_cpu"]["ours cold"] / row["MB_per_s_cpu"]["tiktoken"], 2)
+            rows[kind] = row
+            print(f"{name} held-out {kind}: {row}", flush=True)
+        results[name] = rows
+    return results
+
+
+def plot_heldout(ax, result: dict) -> None:
+    rows = result["cl100k_base"]
+    labels = list(next(iter(rows.values()))["MB_per_s_cpu"])
+    width = 0.8 / len(labels)
+    for k, label in enumerate(labels):
+        values = [row["MB_per_s_cpu"][label] for row in rows.values()]
+        bars = ax.bar([i + k * width for i in range(len(rows))], values, width, label=label)
+        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=6)
+    ax.set_xticks([i + width * (len(labels) - 1) / 2 for i in range(len(rows))], list(rows), fontsize=8)
+    ax.set_ylabel("encode MB/s (CPU time, median)")
+    ax.set_title("cl100k_base on held-out text, identical ids", fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def hf_train_merges(docs: list[str], vocab_size: int) -> list[tuple[bytes, bytes]]:
     """HF BpeTrainer set up like train_bpe(pattern="gpt4", min_frequency=2); see tests/reference."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
@@ -314,7 +408,7 @@ def plot_long(ax, result: dict) -> None:
     ax.legend(fontsize=7)
 
 
-SECTIONS = {"encode": plot_encode, "long": plot_long, "train": plot_train}
+SECTIONS = {"encode": plot_encode, "heldout": plot_heldout, "long": plot_long, "train": plot_train}
 
 
 def main() -> None:
@@ -339,6 +433,8 @@ def main() -> None:
     }
     if "encode" in args.only:
         results["encode"] = bench_encode(docs, args.repeats)
+    if "heldout" in args.only:
+        results["heldout"] = bench_heldout(args.repeats)
     if "long" in args.only:
         results["long"] = bench_long(args.repeats)
     if "train" in args.only:

@@ -197,11 +197,25 @@ def test_cli_bad_input_exits_2_with_a_message(argv: list[str], capsys: pytest.Ca
     assert capsys.readouterr().err.startswith("fmblocks cost: error:")
 
 
-@pytest.mark.parametrize("mixer", ["long-conv", ["long-conv", "attention", "attention"]], ids=["long-conv", "hybrid"])
-def test_long_conv_and_hybrid_formulas_equal_measurement(mixer) -> None:
+CONV_MIXERS = {"long-conv": ("long-conv", {}, False), "hybrid": (["long-conv", "attention", "attention"], {}, False),
+               "hyena": ("hyena", {}, False), "hyena-bias": ("hyena", {}, True),
+               "hyena-hybrid": (["hyena", "attention", "hyena"],
+                                {"hyena": {"order": 3, "filter_hidden": 8, "filter_features": 7, "short_kernel": 4}},
+                                False)}
+
+
+@pytest.mark.parametrize(("mixer", "options", "bias"), CONV_MIXERS.values(), ids=list(CONV_MIXERS))
+def test_long_conv_and_hybrid_formulas_equal_measurement(mixer, options, bias) -> None:
     config = preset("llama-style", vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=48, max_len=24,
-                    mixer=mixer)
+                    mixer=mixer, mixer_options=options, bias=bias)
     table = model_table(config, 16)
     for row in table.rows:
         assert row.params_formula == row.params_measured, row
         assert row.flops_formula == row.flops_measured, row
+
+
+def test_qkv_biases_alone_are_counted() -> None:
+    config = preset("llama-style", vocab_size=61, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=48, max_len=24,
+                    qkv_bias=True)
+    for row in model_table(config, 8).rows:
+        assert (row.params_formula, row.flops_formula) == (row.params_measured, row.flops_measured), row

@@ -1,9 +1,9 @@
 """`fmblocks <command>`: a thin dispatcher over library functions.
 
-Each command lives in `fmblocks.commands.<name>` and exposes `register(subparsers)`, which adds
-its parser and sets `func=` to a function of the parsed arguments returning an exit code. Command
-modules import only the standard library at module level (torch and the models load inside `func`),
-so `--help` and argument errors answer at once.
+Each command lives in `fmblocks.commands.<name>` (a dash in the name is an underscore there) and
+exposes `register(subparsers)`, which adds its parser and sets `func=` to a function of the parsed
+arguments returning an exit code. Command modules import only the standard library at module level
+(torch and the models load inside `func`), so `--help` and argument errors answer at once.
 
 Errors are reported here, in one place: an `FmblocksError` or `OSError` becomes one line on stderr
 and exit code 2 (`--debug` shows the traceback instead); Ctrl-C exits with 128 + the signal number,
@@ -18,7 +18,8 @@ import sys
 from fmblocks import __version__
 from fmblocks.errors import FmblocksError, TrainingInterrupted
 
-COMMANDS = ["demo", "cost", "tokenize", "train", "sample", "embed", "vqvae", "mnist", "explain", "ddpm"]
+COMMANDS = ["demo", "cost", "tokenize", "prepare", "train", "sample", "embed", "fill-mask", "convert", "vqvae", "mnist",
+            "explain", "ddpm", "pair-demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name in COMMANDS:
-        importlib.import_module(f"fmblocks.commands.{name}").register(subparsers)
+        importlib.import_module(f"fmblocks.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

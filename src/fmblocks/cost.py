@@ -38,7 +38,9 @@ share is its count minus its submodules' (e.g. "attn" alone = Q K^T + A V). Laye
 `layers.*` rows.
 
 Mixers: each layer's mixer is costed by its formula in MIXER_COSTS ("attention"; "long-conv": in_proj
-d·2d, a kernel of d·P taps, out_proj d·d, and an FFT convolution the counter does not count); register
+d·2d, a kernel of d·P taps, out_proj d·d, and an FFT convolution the counter does not count; "hyena" of
+order N with filter MLP width M and F positional features: in_proj d·(N+1)d, a short convolution of k
+taps, the filter MLP on the T lags, out_proj d·d, FFT convolutions uncounted); register
 a formula there for your own mixer (without one, `model_costs` refuses the config). Positions, norms and
 feed-forwards take their parameters from the block registries (`parameter_count`, `linear_shapes`).
 
@@ -115,6 +117,8 @@ class BlockSpec:
     d_context: int | None = None
     mixer: str = "attention"
     max_len: int = 0  # the context the mixer is built for (long-conv: its kernel length)
+    mixer_options: dict = field(default_factory=dict)  # the mixer's options (hyena: order, filter sizes)
+    qkv_bias: bool | None = None  # biases of the attention q/k/v projections (None = `bias`)
 
     def __post_init__(self) -> None:
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
@@ -161,6 +165,7 @@ def attention_costs(
     d_context: int | None = None,
     n_kv_heads: int | None = None,
     bias: bool = True,
+    qkv_bias: bool | None = None,
     batch: int = 1,
     length: str = "T",
 ) -> list[Cost]:
@@ -169,7 +174,9 @@ def attention_costs(
     Keys and values come from a context of context_len positions and width d_context (cross-attention)
     or, by default, from the input itself (self-attention: S = T, dc = d). The core is named `prefix`
     itself: it is the attention module's own share of the FLOPs. `length` is the symbol of seq_len.
+    `qkv_bias` (None = `bias`) sets the biases of Q, K, V apart from O's (Qwen2).
     """
+    qkv_bias = bias if qkv_bias is None else qkv_bias
     check_heads(d_model, n_heads, n_kv_heads)
     n_kv = n_kv_heads or n_heads
     head_dim = d_model // n_heads
@@ -181,9 +188,10 @@ def attention_costs(
     kv, dc = ("g·dh" if n_kv != n_heads else "d"), ("dc" if d_context is not None else "d")
     src, pairs = ("S", f"{length}S") if context_len is not None else (length, f"{length}²")
     return [
-        linear_cost(f"{prefix}.q_proj", d_model, d_model, batch * seq_len, bias=bias, symbols=("d", "d", f"B{length}")),
-        linear_cost(f"{prefix}.k_proj", d_c, n_kv * head_dim, batch * s_len, bias=bias, symbols=(dc, kv, f"B{src}")),
-        linear_cost(f"{prefix}.v_proj", d_c, n_kv * head_dim, batch * s_len, bias=bias, symbols=(dc, kv, f"B{src}")),
+        linear_cost(f"{prefix}.q_proj", d_model, d_model, batch * seq_len, bias=qkv_bias,
+                    symbols=("d", "d", f"B{length}")),
+        linear_cost(f"{prefix}.k_proj", d_c, n_kv * head_dim, batch * s_len, bias=qkv_bias, symbols=(dc, kv, f"B{src}")),
+        linear_cost(f"{prefix}.v_proj", d_c, n_kv * head_dim, batch * s_len, bias=qkv_bias, symbols=(dc, kv, f"B{src}")),
         Cost(prefix, 0, scores + mix, "0", f"QK^T 2·Bh{pairs}·dh + AV the same"),
         linear_cost(f"{prefix}.o_proj", d_model, d_model, batch * seq_len, bias=bias, symbols=("d", "d", f"B{length}")),
     ]
@@ -228,7 +236,7 @@ def block_costs(
 def attention_mixer_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
     """The "attention" mixer of a block: its projections and core (cores differ in cost, not in formula)."""
     return attention_costs("attn", spec.d_model, spec.n_heads, seq_len, n_kv_heads=spec.n_kv_heads, bias=spec.bias,
-                           batch=batch, length=length)
+                           qkv_bias=spec.qkv_bias, batch=batch, length=length)
 
 
 def long_conv_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
@@ -243,10 +251,36 @@ def long_conv_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> l
     ]
 
 
+def hyena_costs(spec: BlockSpec, seq_len: int, batch: int, length: str) -> list[Cost]:
+    """The "hyena" mixer of order N: in_proj d -> (N+1)d, a depthwise short convolution of k taps on those
+    (N+1)d channels (2·B·T·(N+1)d·k, as the counter counts a grouped conv1d), the implicit filter's MLP
+    F -> M -> M -> N·d evaluated once per forward on the T lags (no batch factor; its sine frequencies 2·M
+    and skips N·d are the filter's own parameters), out_proj d -> d. The FFT convolutions and the gates
+    count 0 (about N·15·B·d·T·log2(2T) real operations)."""
+    from fmblocks.blocks.hyena import hyena_options
+
+    _check_positive(max_len=spec.max_len)
+    o = hyena_options(**spec.mixer_options)
+    d, n, order, k = spec.d_model, batch * seq_len, o["order"], o["short_kernel"]
+    m, f, c = o["filter_hidden"], o["filter_features"], (o["order"] + 1) * spec.d_model
+    conv_params = c * k + (c if spec.bias else 0)
+    return [
+        linear_cost("attn.in_proj", d, c, n, bias=spec.bias, symbols=("d", "(N+1)d", f"B{length}")),
+        Cost("attn.short_conv", conv_params, 2 * n * c * k, "(N+1)d·k" + (" + (N+1)d" if spec.bias else ""),
+             f"2·B{length}·(N+1)d·k"),
+        Cost("attn.filter", order * d + 2 * m, 0, "N·d + 2·M", "0"),
+        linear_cost("attn.filter.fc_in", f, m, seq_len, bias=True, symbols=("F", "M", length)),
+        linear_cost("attn.filter.fc_hidden", m, m, seq_len, bias=True, symbols=("M", "M", length)),
+        linear_cost("attn.filter.fc_out", m, order * d, seq_len, bias=False, symbols=("M", "N·d", length)),
+        linear_cost("attn.out_proj", d, d, n, bias=spec.bias, symbols=("d", "d", f"B{length}")),
+    ]
+
+
 MixerCost = Callable[[BlockSpec, int, int, str], list[Cost]]
 MIXER_COSTS: Registry[MixerCost] = Registry("mixer cost formula")
 MIXER_COSTS.register("attention")(attention_mixer_costs)
 MIXER_COSTS.register("long-conv")(long_conv_costs)
+MIXER_COSTS.register("hyena")(hyena_costs)
 
 
 def repeated(costs: list[Cost], prefix: str, n: int, symbol: str = "L") -> list[Cost]:
@@ -313,12 +347,13 @@ def _stack_costs(name: str, config: ModelConfig, spec: BlockSpec, n_layers: int,
     """A BlockStack: its layers (each with its mixer; counts per mixer in a hybrid), then the final norm of
     pre-norm stacks."""
     mixers = config.layer_mixers(n_layers)
-    block = block_costs(replace(spec, mixer=mixers[0]), seq_len, batch=batch, context_len=context_len, length=length)
+    block = block_costs(replace(spec, mixer=mixers[0], mixer_options=config.options_for(mixers[0])), seq_len, batch=batch, context_len=context_len, length=length)
     first = {c.component for c in MIXER_COSTS.get(mixers[0])(spec, seq_len, batch, length)}
     costs = repeated([c for c in block if c.component not in first], f"{name}.layers", n_layers, symbol)
     for mixer in dict.fromkeys(mixers):  # norms, cross-attention, feed-forward above; each mixer's own here
         count = mixers.count(mixer)
-        own = MIXER_COSTS.get(mixer)(replace(spec, mixer=mixer), seq_len, batch, length)
+        own = MIXER_COSTS.get(mixer)(replace(spec, mixer=mixer, mixer_options=config.options_for(mixer)), seq_len,
+                                     batch, length)
         costs += repeated(own, f"{name}.layers", count, symbol if count == n_layers else str(count))
     if config.norm_first:
         costs.append(norm_cost(f"{name}.final_norm", config.norm, config.d_model))
@@ -343,7 +378,7 @@ def _position_costs(name: str, config: ModelConfig, n_positions: int, symbol: st
 
 def _block_spec(config: ModelConfig) -> BlockSpec:
     return BlockSpec(config.d_model, config.n_heads, config.d_ff, n_kv_heads=config.n_kv_heads, ffn=config.ffn,
-                     norm=config.norm, bias=config.bias, max_len=config.max_len)
+                     norm=config.norm, bias=config.bias, max_len=config.max_len, qkv_bias=config.qkv_bias)
 
 
 def _model_lengths(config: ModelConfig, seq_len: int | None, context_len: int | None) -> tuple[int, int]:

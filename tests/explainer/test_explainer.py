@@ -103,7 +103,7 @@ def test_binds_to_loopback_only(parts) -> None:
 def test_page_has_no_external_assets() -> None:
     static = resources.files("fmblocks.explainer") / "static"
     for name in ("index.html", "app.js", "style.css"):
-        text = (static / name).read_text()
+        text = (static / name).read_text().replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, not a fetch
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
 
@@ -115,21 +115,32 @@ def test_every_element_the_script_uses_is_on_the_page() -> None:
     assert used <= set(re.findall(r'id="([\w-]+)"', page))
 
 
-def test_default_model_trains_once_then_loads(tmp_path, monkeypatch) -> None:
+def test_the_shipped_default_model_loads_without_training(monkeypatch) -> None:
     from fmblocks.explainer import default
 
-    model, config, tokenizer = default.default_run(tmp_path / "run", steps=2)
-    assert config.arch == "decoder" and config.vocab_size == tokenizer.vocab_size
-    data = analyze(model, tokenizer, default.DEFAULT_TEXT)
-    assert data["tokens"] == list(default.DEFAULT_TEXT)  # one character per token
-
     def no_training(*args, **kwargs):
-        raise AssertionError("the saved run should be loaded, not retrained")
+        raise AssertionError("the shipped model should be loaded, not trained")
 
     monkeypatch.setattr(default, "train_default", no_training)
-    again, _, _ = default.default_run(tmp_path / "run", steps=2)
+    model, tokenizer = default.default_model()
+    assert model.config.arch == "decoder" and model.config.vocab_size == tokenizer.vocab_size
+    data = analyze(model, tokenizer, default.DEFAULT_TEXT)
+    assert data["tokens"] == list(default.DEFAULT_TEXT)  # one character per token
+    files = resources.files("fmblocks.explainer") / "model"
+    assert sum((files / name).stat().st_size if hasattr(files / name, "stat") else len((files / name).read_bytes())
+               for name in (default.CONFIG_FILE, default.WEIGHTS_FILE, default.TOKENIZER_FILE)) < 5_000_000
+
+
+def test_export_round_trips_in_float16(char_parts, tmp_path) -> None:
+    from fmblocks.explainer import default
+
+    model, tokenizer = char_parts
+    default.export(model, tokenizer, tmp_path)
+    again, tokenizer_again = default.load_model_dir(tmp_path)
+    assert tokenizer_again.encode("abc") == tokenizer.encode("abc")
     for name, tensor in model.state_dict().items():
-        assert torch.equal(again.state_dict()[name], tensor)
+        assert torch.equal(again.state_dict()[name], tensor.half().float()), name
+    assert again.lm_head.weight is again.embed.tokens.weight  # still tied
 
 
 def test_cli_refuses_a_public_address(capsys) -> None:
@@ -137,3 +148,40 @@ def test_cli_refuses_a_public_address(capsys) -> None:
 
     assert main(["explain", "--host", "0.0.0.0", "--checkpoint", "nowhere"]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+def test_fmblocks_explain_answers_its_first_page_within_ten_seconds() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    command = [sys.executable, "-c", "import sys; from fmblocks.cli import main; sys.exit(main(sys.argv[1:]))",
+               "explain", "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+/", line)
+        assert url, (line, process.stderr.read() if process.poll() is not None else "")
+        with urllib.request.urlopen(url.group(0), timeout=10) as response:
+            assert b'id="architecture"' in response.read()
+        elapsed = time.monotonic() - started
+        request = urllib.request.Request(url.group(0) + "api/analyze", data=b'{"text": "The for statement"}',
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["tokens"][:3] == ["T", "h", "e"]
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert elapsed < 10, f"first page after {elapsed:.1f} s"
+
+
+def test_cli_model_directory_errors_are_one_line(tmp_path, capsys) -> None:
+    from fmblocks.cli import main
+
+    assert main(["explain", "--model", str(tmp_path), "--port", "0"]) == 2
+    assert "not a model directory, missing config.json, model.safetensors, tokenizer.json" in capsys.readouterr().err
+    assert main(["explain", "--model", str(tmp_path), "--checkpoint", str(tmp_path), "--port", "0"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -107,6 +107,10 @@ def test_posts_need_json_and_the_pages_own_origin(server) -> None:
     for origin in ("http://evil.example.com", "null", own + ".evil.example.com", f"https://{host_of(server)}"):
         assert request(server, "POST", "/api/analyze", body, headers={"Origin": origin})[0] == 403
     assert request(server, "GET", "/api/info", headers={"Origin": "http://evil.example.com"})[0] == 403
+    for path in ("/api/inspect", "/api/tokenize"):  # the detail routes sit behind the same checks
+        assert request(server, "POST", path, body, headers={"Origin": own})[0] == 200
+        assert request(server, "POST", path, body, headers={"Origin": "http://evil.example.com"})[0] == 403
+        assert request(server, "POST", path, body, headers={"Content-Type": "text/plain"})[0] == 415
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None):
         code, _, answer = request(server, "POST", "/api/analyze", body, headers={"Content-Type": content_type})
         assert code == 415 and "application/json" in strict_json(answer)["error"]
@@ -139,6 +143,15 @@ def test_posts_need_json_and_the_pages_own_origin(server) -> None:
     ("/api/generate", b'{"text": "abc", "seed": 100000000000000000000000000000}', "seed"),
     ("/api/generate", b'{"text": "abc", "seed": -1}', "seed"),
     ("/api/generate", b'{"text": "abc", "temperature": NaN}', "NaN"),
+    ("/api/inspect", b'{"text": "abc", "layer": 99}', "layer"),
+    ("/api/inspect", b'{"text": "abc", "head": 1e400}', "head"),
+    ("/api/inspect", b'{"text": "abc", "token": -1}', "token"),
+    ("/api/inspect", b'{"text": 5}', "text"),
+    ("/api/inspect", b'{"text": ""}', "no tokens"),
+    ("/api/tokenize", b'{"text": "abc", "tokenizer": "nope"}', "known: model"),
+    ("/api/tokenize", b'{"text": "abc", "tokenizer": 3}', "unknown tokenizer"),
+    ("/api/tokenize", b'{"text": ["abc"]}', "text"),
+    ("/api/tokenize", b'{"text": "hello", "tokenizer": "dna-3mer"}', "DNA may contain only"),
 ])
 def test_bad_fields_are_400_with_a_message(server, path, raw, field) -> None:
     status, body = post(server, path, raw)

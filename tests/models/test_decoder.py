@@ -96,3 +96,16 @@ def test_sequence_longer_than_context_is_refused() -> None:
     model(torch.zeros(1, 20, dtype=torch.long), caches=caches)
     with pytest.raises(DataError, match=r"sequence length 5 \+ 20 cached exceeds the model's max_len 24"):
         model(torch.zeros(1, 5, dtype=torch.long), caches=caches)
+
+
+@pytest.mark.parametrize("arch", ["decoder", "encoder", "encoder-decoder"])
+@pytest.mark.parametrize("bad", [-1, 50, 10**9])
+def test_token_ids_outside_the_vocabulary_are_named(arch: str, bad: int) -> None:
+    from fmblocks.errors import DataError
+    from fmblocks.models import build_model, preset
+
+    name = {"decoder": "gpt2-style", "encoder": "bert-style", "encoder-decoder": "transformer-base"}[arch]
+    model = build_model(preset(name, vocab_size=50, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=8))
+    ids = torch.tensor([[1, 2, 3], [4, bad, 6]])
+    with pytest.raises(DataError, match=rf"input_ids\[1, 1\] = {bad} is not a token id of this model \(vocab_size 50\)"):
+        model(ids, ids) if arch == "encoder-decoder" else model(ids)

@@ -13,13 +13,15 @@ from fmblocks.models import build_model, preset
 
 SMALL = dict(vocab_size=40, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=48)
 CORES = {"sdpa": {}, "math": {}, "chunked": {"block_size": 8}, "sparse": {"window": 4, "n_global": 1},
-         "sliding-window": {"window": 5}, "linear": {"feature_map": "elu"}}
-VARIANTS = [("attention", core, options) for core, options in CORES.items()] + [("long-conv", "sdpa", {})]
+         "sliding-window": {"window": 5}, "linear": {"feature_map": "elu"},
+         "flex": {"pattern": "local-global", "window": 4, "n_global": 1, "compile": False}}
+VARIANTS = [("attention", core, options) for core, options in CORES.items()] + [("long-conv", "sdpa", {}), ("hyena", "sdpa", {}),
+                                                                     ("hyena", "sdpa", {"order": 3})]
 PRESETS = {"decoder": "llama-style", "encoder": "bert-style", "encoder-decoder": "transformer-base"}
 
 
 def test_every_builtin_mixer_is_covered() -> None:
-    assert {"attention", "long-conv"} <= set(MIXERS)
+    assert {"attention", "long-conv", "hyena"} <= set(MIXERS)
     from fmblocks.blocks import ATTENTION_CORES
     assert set(CORES) <= set(ATTENTION_CORES)
 
@@ -40,7 +42,7 @@ def forward(model: torch.nn.Module, arch: str, ids: torch.Tensor, keep: torch.Te
 
 
 @pytest.mark.parametrize("arch", sorted(PRESETS))
-@pytest.mark.parametrize(("mixer", "core", "options"), VARIANTS, ids=[f"{m}-{c}" for m, c, _ in VARIANTS])
+@pytest.mark.parametrize(("mixer", "core", "options"), VARIANTS, ids=[f"{m}-{c}-{len(o)}" for m, c, o in VARIANTS])
 def test_intermediates_never_change_the_logits(arch: str, mixer: str, core: str, options: dict) -> None:
     model = model_of(arch, mixer, core, options)
     ids = torch.randint(0, 40, (2, 20))
@@ -80,7 +82,7 @@ def test_returned_weights_are_the_cores_definition_and_make_the_output(core: str
     t = x.shape[1]
     if core == "linear":
         expected = linear_weights(q, k, causal=causal)
-    elif core == "sparse":
+    elif core in ("sparse", "flex"):
         expected = softmax_weights(q, k, sparse_mask(t, window=4, n_global=1), causal=causal)
     elif core == "sliding-window":
         distance = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs()
@@ -127,11 +129,15 @@ def test_options_take_effect() -> None:
 CORPUS = torch.tensor(([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] * 40)[:480])
 
 
-@pytest.mark.parametrize("mixer", ["long-conv", ["long-conv", "attention"]], ids=["long-conv", "hybrid"])
+KINDS = {"long-conv": "LongConvMixer", "hyena": "HyenaMixer", "attention": "MultiHeadAttention"}
+
+
+@pytest.mark.parametrize("mixer", ["long-conv", ["long-conv", "attention"], "hyena", ["hyena", "attention"]],
+                         ids=["long-conv", "hybrid", "hyena", "hyena-hybrid"])
 def test_long_conv_decoders_train_are_causal_and_generate(mixer) -> None:
     model = model_of("decoder", mixer, "sdpa", {} if isinstance(mixer, str) else {"attention": {}})
     kinds = [type(layer.attn).__name__ for layer in model.stack.layers]
-    assert kinds == (["LongConvMixer"] * 2 if isinstance(mixer, str) else ["LongConvMixer", "MultiHeadAttention"])
+    assert kinds == [KINDS[name] for name in ([mixer] * 2 if isinstance(mixer, str) else mixer)]
     ids = torch.randint(0, 40, (2, 30))
     with torch.no_grad():  # causal: changing token j changes no earlier logit (up to the FFT's rounding)
         base = model(ids).logits
@@ -159,11 +165,29 @@ def test_long_conv_decoders_train_are_causal_and_generate(mixer) -> None:
     assert cached[0, 3:8].tolist() == [4, 5, 6, 7, 8]  # it learned the sequence
 
 
-def test_left_padded_long_conv_rows_equal_their_prompts_alone() -> None:
-    model = model_of("decoder", "long-conv", "sdpa", {})
+@pytest.mark.parametrize("mixer", ["long-conv", "hyena"])
+def test_left_padded_long_conv_rows_equal_their_prompts_alone(mixer: str) -> None:
+    model = model_of("decoder", mixer, "sdpa", {})
     alone = torch.randint(0, 40, (1, 6))
     padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), alone], dim=1)
     keep = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]])
     with torch.no_grad():
         torch.testing.assert_close(model(padded, attention_mask=keep).logits[:, 3:], model(alone).logits,
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+def test_a_models_recorded_weights_are_recomputed_from_its_first_layer(core: str) -> None:
+    """Layer 0 of a Llama-style decoder: norm, projections, RoPE, then the core's definition of its weights."""
+    model = model_of("decoder", "attention", core, CORES[core])
+    ids = torch.randint(0, 40, (2, 20))
+    with torch.no_grad():
+        record = model(ids, return_intermediates=True).intermediates
+        layer = model.stack.layers[0]
+        attn, h = layer.attn, layer.norm1(record["embeddings"])
+        q, k, _ = _layer_inputs(attn, h)
+        where = torch.arange(20)
+        q, k = attn.positional.rotate(q, where), attn.positional.rotate(k, where)
+        k = k.repeat_interleave(attn.n_heads // attn.n_kv_heads, dim=1)  # grouped-query heads
+        expected = attn.core.weights(q, k, causal=True)
+    torch.testing.assert_close(record["attention"][0], expected, atol=1e-6, rtol=1e-5)

@@ -116,6 +116,7 @@ def test_long_chunks_encode(pretrained: list[BPETokenizer]) -> None:
 def test_long_chunks_are_not_cached(trained: BPETokenizer) -> None:
     long = "x" * (CACHE_MAX_CHARS + 1)
     assert trained.encode(long + " yz") == trained.encode(long) + trained.encode(" yz")
+    assert trained._encode_reference(long + " yz") == trained.encode(long + " yz")  # the path with the cache
     assert long not in trained._cache and " yz" in trained._cache  # memory stays bounded
 
 

@@ -36,6 +36,7 @@ from fmblocks.blocks.feedforward import MLP
 from fmblocks.blocks.norms import build_norm
 from fmblocks.blocks.positional import sinusoidal_table
 from fmblocks.diffusion import DDPM, NULL_LABEL, NoiseSchedule
+from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError, DataError, UnknownNameError
 from fmblocks.files import read_json, write_bytes, write_json
 from fmblocks.training import DictDataset, TrainConfig, Trainer, load_weights
@@ -85,9 +86,12 @@ class MoonsConfig:
     p_uncond: float = 0.1
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("d_model", "d_hidden", "n_blocks"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"MoonsConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ConfigError(f"MoonsConfig.p_uncond must lie in [0, 1), got {self.p_uncond!r}")
         if self.d_model % 2:
             raise ConfigError(f"MoonsConfig.d_model must be even (sinusoidal time embedding), got {self.d_model}")
 
@@ -96,11 +100,7 @@ class MoonsConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MoonsConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"format", "version"})
-        if unknown:
-            raise ConfigError(f"unknown MoonsConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**{key: value for key, value in data.items() if key in known})
+        return config_from_dict(cls, {key: value for key, value in data.items() if key not in ("format", "version")})
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict(), fmt=CONFIG_FORMAT)

@@ -25,14 +25,15 @@ MultiHeadAttention (the "attention" mixer) projects x (B, T, D) to H query heads
 of size Dh = D / H (grouped-query attention when H_kv < H: query head h reads key/value head
 h // (H / H_kv)), applies its position scheme's hooks (rotate q and k, bias the scores; self-attention
 only), runs its core, and projects back with o_proj. With `context` (B, S, Dc) it is cross-attention:
-keys and values come from the context. A KVCache keeps the keys/values of earlier steps.
+keys and values come from the context. A KVCache keeps the keys/values of earlier steps (`new_cache()`
+asks the core: the sliding-window core keeps only the last window - 1 positions).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmblocks.blocks.cache import KVCache
+from fmblocks.blocks.cache import KVCache, WindowKVCache
 from fmblocks.blocks.mixers import MIXERS, MixerSpec
 from fmblocks.blocks.positional import PositionScheme
 from fmblocks.errors import ConfigError, ShapeError
@@ -232,6 +233,10 @@ class AttentionCore:
     def option_names(cls) -> list[str]:
         return keyword_options(cls)
 
+    def new_cache(self) -> KVCache | WindowKVCache:
+        """The key/value cache decoding with this core needs (every position, for exact attention)."""
+        return KVCache()
+
     def __call__(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
         causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
@@ -294,6 +299,7 @@ class MultiHeadAttention(nn.Module):
     """y = o_proj(concat_h Attention(x W_q^h, c W_k^h, c W_v^h)), c = context or x; (B, T, D) -> (B, T, D).
 
     q_proj: D -> H*Dh, k_proj/v_proj: Dc -> H_kv*Dh (Dc = d_context or D), o_proj: H*Dh -> D, Dh = D / H.
+    `bias` puts biases on all four projections; `qkv_bias` (when not None) overrides it for q, k, v (Qwen2).
     `core` names the attention core and `core_options` are its options (e.g. core="sparse", window=8).
     `mask` is broadcastable to (B, H, T, S); `causal` masks future keys (with the cache offset).
     `positional` (a PositionScheme) rotates q and k at `positions` (default: cache.length .. cache.length
@@ -311,6 +317,7 @@ class MultiHeadAttention(nn.Module):
         *,
         n_kv_heads: int | None = None,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         dropout: float = 0.0,
         core: str = "sdpa",
         d_context: int | None = None,
@@ -328,9 +335,10 @@ class MultiHeadAttention(nn.Module):
         self.dropout, self.core_name = dropout, core
         self.core = build_core(core, **core_options)
         object.__setattr__(self, "positional", positional)  # shared by reference, not registered (see above)
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(self.d_context, self.n_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
 
     @classmethod
@@ -342,11 +350,12 @@ class MultiHeadAttention(nn.Module):
     def from_spec(
         cls, spec: MixerSpec, *, positional: PositionScheme | None = None, **core_options: object
     ) -> "MultiHeadAttention":
-        return cls(spec.d_model, spec.n_heads, n_kv_heads=spec.n_kv_heads, bias=spec.bias, dropout=spec.dropout,
+        return cls(spec.d_model, spec.n_heads, n_kv_heads=spec.n_kv_heads, bias=spec.bias, qkv_bias=spec.qkv_bias,
+                   dropout=spec.dropout,
                    core=spec.core, d_context=spec.d_context, positional=positional, **core_options)
 
-    def new_cache(self) -> KVCache:
-        return KVCache()
+    def new_cache(self) -> KVCache | WindowKVCache:
+        return self.core.new_cache()
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b, t, _ = x.shape
@@ -387,6 +396,8 @@ class MultiHeadAttention(nn.Module):
                 q, k = scheme.rotate(q, positions), scheme.rotate(k, positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, H_kv, S, Dh), S = cached + T (self) or the context's S (cross)
+                if mask is not None and cache.length > k.shape[-2] and mask.shape[-1] == cache.length:
+                    mask = mask[..., -k.shape[-2]:]  # a window cache dropped the oldest keys: so does the mask
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, Dh)
         bias = None if scheme is None else scheme.score_bias(t, k.shape[-2], device=x.device)  # (H, T, S)

@@ -50,6 +50,7 @@ class TransformerBlock(nn.Module):
         cross_attention: bool = False,
         d_context: int | None = None,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         dropout: float = 0.0,
         n_kv_heads: int | None = None,
         positional: PositionScheme | None = None,
@@ -64,8 +65,8 @@ class TransformerBlock(nn.Module):
         if d_context is not None and not cross_attention:
             raise ConfigError("d_context is only used with cross_attention=True")
         self.norm_first = norm_first
-        spec = MixerSpec(d_model, n_heads, n_kv_heads=n_kv_heads, max_len=max_len, bias=bias, dropout=dropout,
-                         core=attention)
+        spec = MixerSpec(d_model, n_heads, n_kv_heads=n_kv_heads, max_len=max_len, bias=bias, qkv_bias=qkv_bias,
+                         dropout=dropout, core=attention)
         if isinstance(mixer, nn.Module):
             if mixer_options:
                 raise ConfigError("mixer_options apply to a mixer given by name, not to a built module")

@@ -2,6 +2,7 @@
 
     SequenceBuffer   a tensor (..., S, C) grown along S by `append` (in place, doubling capacity)
     KVCache          keys and values (B, H_kv, S, Dh) of attention, as two buffers
+    WindowKVCache    the same for sliding-window attention, holding only the last `keep` positions (bounded memory)
     LayerCache       what one block keeps: `mixer` (its token mixer's state: a KVCache, a long
                      convolution's input history, ...) and `cross` (the cross-attention KVCache, or None)
 
@@ -85,6 +86,30 @@ class KVCache:
             raise ShapeError(f"KVCache holds {held}; cannot append k {tuple(k.shape)}, v {tuple(v.shape)} "
                              "(expected same B, H_kv, T and head dims)")
         return self._k.append(k), self._v.append(v)
+
+
+class WindowKVCache:
+    """Keys and values of the last `keep` positions only (sliding-window attention with window keep + 1).
+
+    `append(k, v)` returns the kept positions followed by the new ones (what this call's queries may
+    see), then keeps the last `keep`; `length` still counts every position seen, so positions go on.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep, self.length = keep, 0
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add k, v (B, H_kv, T, Dh); returns (B, H_kv, min(held, keep) + T, Dh) keys and values."""
+        if self.k is not None and (k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]):
+            raise ShapeError(f"WindowKVCache holds k {tuple(self.k.shape)}; cannot append k {tuple(k.shape)}")
+        k_all = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        v_all = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        self.length += k.shape[-2]
+        start = max(k_all.shape[-2] - self.keep, 0)
+        self.k, self.v = k_all[..., start:, :], v_all[..., start:, :]
+        return k_all, v_all
 
 
 @dataclass

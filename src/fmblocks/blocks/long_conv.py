@@ -79,12 +79,13 @@ class LongConvolution(nn.Module):
         return f"d_model={self.d_model}, max_len={self.max_len}"
 
 
-def _keep_keys(mask: torch.Tensor | None, batch: int, s: int) -> torch.Tensor | None:
-    """A boolean key-padding mask broadcastable to (B, 1, 1, S) as (B, S) floats; ConfigError otherwise."""
+def keep_keys(mask: torch.Tensor | None, batch: int, s: int, *, mixer: str = "long-conv") -> torch.Tensor | None:
+    """A boolean key-padding mask broadcastable to (B, 1, 1, S) as (B, S) floats; ConfigError (naming
+    `mixer`) for any other mask: convolutions have no per-query masks."""
     if mask is None:
         return None
     if mask.dtype != torch.bool or (mask.dim() >= 2 and mask.shape[-2] != 1) or (mask.dim() >= 3 and mask.shape[-3] != 1):
-        raise ConfigError("the long-conv mixer supports only a boolean key-padding mask (B, 1, 1, S); "
+        raise ConfigError(f"the {mixer} mixer supports only a boolean key-padding mask (B, 1, 1, S); "
                           f"got a {mask.dtype} mask of shape {tuple(mask.shape)}")
     return mask.reshape(-1, mask.shape[-1]).expand(batch, s).float()  # (B, S)
 
@@ -130,7 +131,7 @@ class LongConvMixer(nn.Module):
         b, t, _ = x.shape
         v, g = self.in_proj(x).chunk(2, dim=-1)  # (B, T, D) each
         s = t + (0 if cache is None else cache.length)
-        keep = _keep_keys(mask, b, s)  # (B, S) or None
+        keep = keep_keys(mask, b, s)  # (B, S) or None
         if keep is not None:
             v = v * keep[:, -t:, None].to(v.dtype)  # padded positions feed nothing forward
         history = v if cache is None else cache.append(v)  # (B, S, D)

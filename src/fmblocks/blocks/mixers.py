@@ -36,6 +36,7 @@ class MixerSpec:
     n_kv_heads: int | None = None
     max_len: int = 0
     bias: bool = True
+    qkv_bias: bool | None = None  # biases on the q/k/v projections of attention (None = `bias`; Qwen2: True)
     dropout: float = 0.0
     core: str = "sdpa"  # the attention core of attention-based mixers
     d_context: int | None = None  # cross-attention: the context's width (None = d_model)

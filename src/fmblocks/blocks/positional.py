@@ -17,11 +17,13 @@ n_heads=, **options)`:
         n - m only. Rotate-half convention (as HF Llama): channel i pairs with channel i + Dh/2, pair i is
         rotated by the angle m * theta_i, theta_i = base^(-2i/Dh), i = 0 .. Dh/2 - 1:
             R_m x = x * cos(m theta) + rotate_half(x) * sin(m theta),  rotate_half([a, b]) = [-b, a].
+        Option `scaling` stretches theta past the trained context (linear, dynamic NTK, YaRN, llama3;
+        rope_scaling.py).
     alibi (Press et al., 2021): no embedding; an additive score bias -slope_h * |i - j| per head h, with
         slopes 2^(-8h/H), h = 1..H for H a power of two (interleaved extension otherwise).
     none: no positional information (a causal mask alone still reveals order).
 
-A scheme's options are its constructor's keyword-only arguments (rope: base); `option_names()` lists them.
+A scheme's options are its constructor's keyword-only arguments (rope: base, scaling); `option_names()` lists them.
 Hooks used inside attention (rotate, score_bias) compute on the device of their input, so one scheme
 object can be shared by the embeddings and every layer.
 """
@@ -31,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from fmblocks.blocks.rope_scaling import check_scaling, rope_frequencies
 from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.registry import Registry, check_options, keyword_options
 
@@ -154,13 +157,14 @@ class RotaryEmbedding(nn.Module):
     from the positions each call, on the input's device, so any position is allowed.
     """
 
-    def __init__(self, head_dim: int, *, base: float = 10000.0) -> None:
+    def __init__(self, head_dim: int, *, base: float = 10000.0, scaling: dict | None = None) -> None:
         super().__init__()
         if head_dim < 2 or head_dim % 2:
             raise ConfigError(f"RoPE head_dim must be a positive even number, got {head_dim}")
         if not base > 0:
             raise ConfigError(f"RoPE base must be > 0, got {base}")
         self.head_dim, self.base = head_dim, base
+        self.scaling = None if scaling is None else check_scaling(scaling)
 
     def inv_freq(self, device: torch.device | str | None = None) -> torch.Tensor:
         """theta_i = base^(-2i/Dh), i < Dh/2: (Dh/2,) float32."""
@@ -173,25 +177,38 @@ class RotaryEmbedding(nn.Module):
         if positions.shape not in ((t,), (rows, t)):
             raise ShapeError(
                 f"RoPE positions must be (T,) or (B, T) with B={rows}, T={t}; got {tuple(positions.shape)}")
-        angle = positions.float()[..., None] * self.inv_freq(x.device)  # (T, Dh/2) or (B, T, Dh/2)
+        if self.scaling is None:
+            theta, factor = self.inv_freq(x.device), 1.0
+        else:  # only "dynamic" reads seq_len (the largest position + 1)
+            seq_len = int(positions.max()) + 1 if self.scaling["type"] == "dynamic" and positions.numel() else 0
+            theta, factor = rope_frequencies(self.head_dim, self.base, self.scaling, seq_len=seq_len, device=x.device)
+        angle = positions.float()[..., None] * theta  # (T, Dh/2) or (B, T, Dh/2)
         angle = torch.cat([angle, angle], dim=-1)  # pair i uses the same angle at channels i and i + Dh/2
         if angle.dim() == 3:
             angle = angle[:, None]  # (B, 1, T, Dh): the same angles for every head
-        return x * angle.cos().to(x.dtype) + rotate_half(x) * angle.sin().to(x.dtype)
+        cos, sin = angle.cos(), angle.sin()
+        if factor != 1.0:  # YaRN's attention factor scales q and k (scores by factor^2)
+            cos, sin = cos * factor, sin * factor
+        return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, base={self.base}"
+        scaling = "" if self.scaling is None else f", scaling={self.scaling}"
+        return f"head_dim={self.head_dim}, base={self.base}{scaling}"
 
 
 @POSITIONS.register("rope")
 class RotaryPositions(PositionScheme):
-    """The rope scheme: queries and keys rotated by RotaryEmbedding(d_model / n_heads, base)."""
+    """The rope scheme: queries and keys rotated by RotaryEmbedding(d_model / n_heads, base, scaling);
+    `scaling` (None or a dict {"type": "linear" | "dynamic" | "yarn" | "llama3", ...}, see rope_scaling.py)
+    stretches the frequencies past the trained context."""
 
-    def __init__(self, *, max_len: int, d_model: int, n_heads: int, base: float = 10000.0) -> None:
+    def __init__(
+        self, *, max_len: int, d_model: int, n_heads: int, base: float = 10000.0, scaling: dict | None = None
+    ) -> None:
         super().__init__(max_len=max_len, d_model=d_model, n_heads=n_heads)
         if d_model % n_heads:
             raise ConfigError(f"rope needs d_model ({d_model}) divisible by n_heads ({n_heads})")
-        self.rotary = RotaryEmbedding(d_model // n_heads, base=base)
+        self.rotary = RotaryEmbedding(d_model // n_heads, base=base, scaling=scaling)
 
     def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.rotary(x, positions)

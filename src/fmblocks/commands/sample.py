@@ -1,10 +1,12 @@
-"""`fmblocks sample`: continue a prompt with a decoder trained by `fmblocks train`.
+"""`fmblocks sample`: continue a prompt with a decoder trained by `fmblocks train` (or a Hugging Face one).
 
     fmblocks sample --checkpoint runs/tiny --prompt "def " --max-new-tokens 64 --temperature 0.8 --top-k 40
+    fmblocks sample --model hf-gpt2/ --prompt "Hello" --temperature 0     a Hugging Face directory
 
-CHECKPOINT is a run directory (or its checkpoint/ directory); the tokenizer saved beside it decodes
-the result, which is printed as prompt + continuation. --temperature 0 is greedy decoding; --seed
-makes sampling reproducible. An empty prompt starts from the tokenizer's end-of-text token.
+CHECKPOINT is a run directory (or its checkpoint/ directory); the tokenizer saved beside it decodes the
+result, which is printed as prompt + continuation. --model takes a run too, or a Hugging Face decoder
+directory (GPT-2, Llama, Mistral, Qwen2) with a tokenizer.json fmblocks reads. --temperature 0 is greedy
+decoding; --seed makes sampling reproducible. An empty prompt starts from the tokenizer's end-of-text token.
 Several --prompt options run as one batch (left-padded, each continued as if alone); the output holds
 --num-samples continuations of each prompt in turn, separated by lines of "---".
 """
@@ -18,7 +20,9 @@ from fmblocks.errors import DataError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sample", help="generate text from a trained decoder", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="run directory or checkpoint directory")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="run directory or checkpoint directory")
+    source.add_argument("--model", type=Path, help="a Hugging Face decoder directory or an fmblocks run")
     parser.add_argument("--prompt", action="append",
                         help="text to continue; repeat for several prompts in one batch (default: empty)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (default 64)")
@@ -51,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fmblocks.generation import generate, left_pad
-    from fmblocks.training.runs import load_run
+    from fmblocks.models.sources import open_model
 
-    model, _, tokenizer = load_run(args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
+    model, tokenizer = open_model(args.model or args.checkpoint, tokenizer=args.tokenizer, arch="decoder")
     starts = [prompt_ids(tokenizer, text, allow_special=args.allow_special)
               for text in args.prompt or [""] for _ in range(args.num_samples)]
     prompt, keep = left_pad([ids for ids, _ in starts])  # (rows, width) each

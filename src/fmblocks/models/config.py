@@ -13,7 +13,7 @@ Fields (the names are the team contract):
   norm           "layer" | "rms";  norm_first: pre-norm (GPT-2, Llama) or post-norm (BERT, original Transformer)
                  Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings instead.
   ffn            "mlp" | "swiglu" | "geglu";  activation: "relu" | "gelu" | "gelu_tanh" | "silu" (for "mlp")
-  mixer          the token mixer of every layer, a name in fmblocks.blocks.MIXERS ("attention" | "long-conv"),
+  mixer          the token mixer of every layer, a name in fmblocks.blocks.MIXERS ("attention" | "long-conv" | "hyena"),
                  or a list of names cycled over the layers (["long-conv", "attention"] alternates them)
   mixer_options  the mixer's options, e.g. {"window": 8} for attention with the sparse core; with a list
                  of mixers, a dict per mixer name: {"attention": {"window": 8}}
@@ -23,8 +23,11 @@ Fields (the names are the team contract):
   bias           biases in the blocks' linear layers (attention projections, feed-forward) and the encoder's
                  MLM head; LayerNorm always keeps its bias (RMSNorm has none), the ViT's patch embedding and
                  head always have one, the decoders' lm_head never
+  qkv_bias       biases on the attention q/k/v projections only (None = as `bias`; Qwen2: True with bias False)
   dropout, eps, rope_base, tie_embeddings (output projection shares the token embedding matrix)
   type_vocab_size  BERT segment embeddings (0 = none)
+  token_dropout  encoders: ESM-2's token dropout, the id of the mask token whose embeddings are zeroed, the
+                 others rescaled by (1 - 0.12) / (1 - the row's observed mask ratio) (None = off)
   n_classes, image_size, patch_size, channels   ViT classification
   n_decoder_layers encoder-decoder: decoder depth (0 = same as n_layers)
 
@@ -68,11 +71,13 @@ class ModelConfig:
     pos_options: dict = field(default_factory=dict)
     n_kv_heads: int | None = None
     bias: bool = True
+    qkv_bias: bool | None = None
     dropout: float = 0.0
     tie_embeddings: bool = True
     eps: float = 1e-5
     rope_base: float = 10000.0
     type_vocab_size: int = 0
+    token_dropout: int | None = None
     n_classes: int = 0
     image_size: int = 0
     patch_size: int = 0
@@ -107,7 +112,7 @@ class ModelConfig:
         from fmblocks.blocks.mixers import MixerSpec
 
         return MixerSpec(self.d_model, self.n_heads, n_kv_heads=self.n_kv_heads, max_len=self.max_len,
-                         bias=self.bias, dropout=self.dropout, core=self.attention)
+                         bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout, core=self.attention)
 
     def build_positions(self, max_len: int | None = None) -> Any:
         """The position scheme of this model (over max_len positions, default config.max_len)."""
@@ -176,6 +181,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "transformer-base": dict(arch="encoder-decoder", vocab_size=37000, d_model=512, n_layers=6, n_heads=8,
                              d_ff=2048, max_len=512, pos="sinusoidal", norm="layer", norm_first=False, ffn="mlp",
                              activation="relu", bias=True, tie_embeddings=True, eps=1e-5),
+    # HyenaDNA (tiny): single-nucleotide tokens (the dna-kmer tokenizer with k=1: 5 specials + ACGTN), Hyena mixers
+    # of order 2 instead of attention (no position scheme: the filters are functions of the lag), 1k context.
+    "hyena-dna": dict(arch="decoder", vocab_size=10, d_model=128, n_layers=2, n_heads=1, d_ff=512, max_len=1024,
+                      pos="none", norm="layer", norm_first=True, ffn="mlp", activation="gelu", bias=True,
+                      tie_embeddings=True, eps=1e-5, mixer="hyena", mixer_options={"order": 2, "filter_hidden": 64}),
     # Laptop sizes, ~0.8M parameters, that learn in minutes on a CPU (docs/training.md): the blocks of gpt2-style
     # and llama-style at 4 layers, d=128, context 128. vocab_size 256 fits bytes or characters; `fmblocks train`
     # sets the tokenizer's.
@@ -225,6 +235,9 @@ def _check_values(c: ModelConfig) -> None:
             raise ConfigError(f"vit needs n_classes >= 1 and channels >= 1, got {c.n_classes} and {c.channels}")
         if c.max_len < c.n_patches + 1:
             raise ConfigError(f"vit max_len ({c.max_len}) must hold {c.n_patches} patches + the class token")
+    if c.token_dropout is not None and (c.arch != "encoder" or not 0 <= c.token_dropout < c.vocab_size):
+        raise ConfigError(f"token_dropout (the mask token id) needs arch 'encoder' and an id in [0, {c.vocab_size}), "
+                          f"got arch {c.arch!r}, token_dropout={c.token_dropout}")
     if not isinstance(c.mixer, str) and not c.mixer:
         raise ConfigError("mixer must name at least one mixer")
 

@@ -8,6 +8,8 @@
                                                       positions, -100 elsewhere
 
 `encode()` returns the last hidden state (B, T, D) without the head (sentence embeddings, probing).
+With `config.token_dropout` = m (ESM-2), the embeddings of token m are zeroed and every row is rescaled
+by (1 - 0.15 * 0.8) / (1 - r), r = the row's share of real tokens that are m (`mask_token_dropout`).
 Limits: the masking of the input (which tokens become [MASK]) is the data pipeline's job.
 """
 
@@ -21,6 +23,21 @@ from fmblocks.errors import ShapeError
 from fmblocks.models.config import ModelConfig
 from fmblocks.models.output import ModelOutput
 from fmblocks.models.stack import BlockStack, Embeddings, check_ids, check_length, init_weights, lm_loss
+
+
+MASK_RATIO_TRAIN = 0.15 * 0.8  # ESM-2's training: 15% of tokens chosen, 80% of those replaced by the mask token
+
+
+def mask_token_dropout(
+    x: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int
+) -> torch.Tensor:
+    """ESM-2 token dropout on embeddings x (B, T, D): mask-token rows zeroed, each row rescaled by
+    (1 - MASK_RATIO_TRAIN) / (1 - observed mask ratio), as dropout rescales at evaluation."""
+    is_mask = input_ids == mask_id  # (B, T)
+    lengths = attention_mask.sum(-1) if attention_mask is not None else input_ids.shape[1]
+    observed = is_mask.sum(-1).float() / lengths  # (B,)
+    x = x.masked_fill(is_mask[..., None], 0.0)
+    return (x * (1 - MASK_RATIO_TRAIN) / (1 - observed)[:, None, None]).to(x.dtype)
 
 
 class MaskedLMHead(nn.Module):
@@ -68,6 +85,8 @@ class Encoder(nn.Module):
         mask = padding_mask(attention_mask.bool()) if attention_mask is not None else None  # (B, 1, 1, T)
         positions = torch.arange(length, device=input_ids.device)  # (T,)
         x = self.embed(input_ids, positions, token_type_ids)
+        if self.config.token_dropout is not None:
+            x = mask_token_dropout(x, input_ids, attention_mask, self.config.token_dropout)
         if record is not None:
             record["embeddings"] = x
         return self.stack(x, mask=mask, positions=positions, record=record)

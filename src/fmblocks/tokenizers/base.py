@@ -148,12 +148,17 @@ def _integer(i: Any) -> int | None:
 
 
 def load(name_or_path: str | os.PathLike) -> Tokenizer:
-    """A pretrained tokenizer by name ("gpt2", "cl100k_base", "bert-base-uncased", ...) or a saved file."""
+    """A pretrained tokenizer by name ("gpt2", "cl100k_base", "bert-base-uncased", ...), a saved file, or a
+    Hugging Face model directory (its tokenizer.json or vocab.txt, see tokenizers/hf.py)."""
     import fmblocks.tokenizers  # noqa: F401  (registers every kind and pretrained name)
 
     path = Path(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in PRETRAINED:
         return PRETRAINED.get(name_or_path)()
+    if path.is_dir():
+        from fmblocks.tokenizers.hf import load_directory
+
+        return load_directory(path)
     if not path.exists():
         known = ", ".join(PRETRAINED.names())
         raise FileNotFoundError(f"{name_or_path!s}: neither a saved tokenizer file nor a pretrained name ({known})")

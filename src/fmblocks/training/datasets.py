@@ -17,7 +17,9 @@ sequence length the model must accept; checked against the model's context).
 
 `ExampleStream(n, seed)` is the order the trainer reads examples in: position p is example
 perm_e[p mod n] of epoch e = p // n, with perm_e a seeded permutation, so the position alone (saved
-in a checkpoint) says where the data stands.
+in a checkpoint) says where the data stands. Up to `RANDPERM_LIMIT` examples perm_e is
+`torch.randperm`; above it, `feistel_permute` computes perm_e one position at a time (a keyed
+bijection of range(n): no memory per example, so a corpus of billions of tokens costs nothing here).
 """
 
 import hashlib
@@ -53,6 +55,34 @@ class TrainingData(Protocol):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
 
 
+RANDPERM_LIMIT = 1 << 20  # examples; an epoch's randperm is 8 MB here
+
+
+def feistel_permute(index: int, n: int, key: int, *, rounds: int = 4) -> int:
+    """perm(index) for a seeded permutation perm of range(n), computed alone (no table).
+
+    A balanced Feistel network (Luby and Rackoff 1988) over b-bit numbers (2**b >= n, b even) is a
+    bijection of range(2**b) whatever its round function; cycle-walking (apply it again until the
+    value falls below n; fewer than 4 tries on average) restricts it to a bijection of range(n).
+
+    >>> sorted(feistel_permute(i, 10, key=7) for i in range(10)) == list(range(10))
+    True
+    """
+    if not 0 <= index < n:
+        raise IndexError(f"position {index} out of range({n})")
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = (1 << half) - 1
+    value = index
+    while True:
+        left, right = value >> half, value & mask
+        for r in range(rounds):
+            digest = hashlib.blake2b(f"{key}:{r}:{right}".encode(), digest_size=8).digest()
+            left, right = right, left ^ (int.from_bytes(digest, "little") & mask)
+        value = (left << half) | right
+        if value < n:
+            return value
+
+
 class ExampleStream:
     """The trainer's reading order: an endless sequence of seeded permutations of range(n)."""
 
@@ -65,6 +95,8 @@ class ExampleStream:
     def at(self, position: int) -> tuple[int, int]:
         """(epoch, example index) of stream position `position`."""
         epoch, offset = divmod(position, self.n)
+        if self.n > RANDPERM_LIMIT:
+            return epoch, feistel_permute(offset, self.n, derived_seed(self.seed, epoch))
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
