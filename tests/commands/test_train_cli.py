@@ -289,3 +289,16 @@ def test_a_char_tokenizer_is_built_from_the_data(files, tmp_path, capsys) -> Non
     assert tokenizer.vocab_size == len(set(TEXT)) and tokenizer.decode(tokenizer.encode(TEXT[:40])) == TEXT[:40]
     resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress", "--steps", "3"]
     assert main([*resume, "--tokenizer", "char"]) == 0  # the same data gives the same vocabulary
+
+
+def test_the_strategy_is_saved_and_a_resumed_run_may_change_it(files, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(files, out, "--preset", "gpt2-tiny", *TINY, "--steps", "2", "--strategy", "fsdp") == 0
+    assert "strategy: single process" in capsys.readouterr().err  # alone, fsdp trains the plain model
+    assert read_state(out)["train_config"]["strategy"] == "fsdp"
+    resume = ["train", "--data", str(files["text"]), "--out", str(out), "--resume", "--no-progress"]
+    assert main([*resume, "--steps", "3", "--strategy", "ddp"]) == 0
+    assert read_state(out)["train_config"]["strategy"] == "ddp"
+    with pytest.raises(SystemExit):
+        train(files, tmp_path / "zero", "--preset", "gpt2-tiny", "--strategy", "zero3")
+    assert "invalid choice: 'zero3'" in capsys.readouterr().err

@@ -1,9 +1,11 @@
 """`fmblocks train`: train a model from a preset or config on local text or FASTA files.
 
+    fmblocks train --preset llama-tiny --data corpus/ --tokenizer char --out runs/tiny --steps 300 --lr 3e-3
     fmblocks train --preset gpt2-style --set n_layers=2 d_model=128 --data corpus/ --tokenizer gpt2 \\
-        --objective clm --out runs/tiny --steps 200
+        --objective clm --out runs/small --steps 200
     fmblocks train --preset bert-style --set n_layers=2 --data proteins.fasta --objective mlm --out runs/esm
     torchrun --nproc_per_node 2 -m fmblocks.cli train ...      # same command, 2 processes (DDP)
+    torchrun --nproc_per_node 2 -m fmblocks.cli train ... --strategy fsdp   # weights sharded over the 2
     fmblocks train --out runs/tiny --data corpus/ --steps 400 --resume   # continue a run
     fmblocks train --preset gpt2-style --data data/corpus --out runs/big   # a directory from `fmblocks prepare`
     fmblocks train --preset gpt2-style --data nanogpt/ --data-dtype uint16 --out runs/nano   # train.bin, val.bin
@@ -27,8 +29,9 @@ locked while training: a second `fmblocks train` into it is refused, naming the 
 in the checkpoint, and --objective, --context, --eval-fraction, --truncate in OUT/run.json), and a
 given flag that would change how the run trains is refused; only --steps (a longer or shorter run,
 whose schedule then ends at the new step count) and the flags about logging, evaluation, checkpoints,
-device, progress, --compile and --peak-flops may change. Ctrl-C (or SIGTERM) stops at the next step
-with a checkpoint.
+device, progress, --compile, --peak-flops, --activation-checkpointing and --strategy may change; so may
+the number of processes (a run saved by 2 FSDP processes resumes in 1, and the other way round).
+Ctrl-C (or SIGTERM) stops at the next step with a checkpoint.
 
 Speed: --precision bf16 (autocast; CPU and CUDA) or fp16 (CUDA only), --compile (torch.compile, eager
 where the compiler is unavailable). The run starts by printing its parameters, tokens and FLOPs per
@@ -45,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from fmblocks.errors import CheckpointError, ConfigError, CorruptFileError, TrainingInterrupted
-from fmblocks.training.config import PRECISIONS, TrainConfig
+from fmblocks.training.config import PRECISIONS, STRATEGIES, TrainConfig
 from fmblocks.training.runs import TOKENIZER_FILE
 
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
@@ -93,6 +96,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         elif name == "precision":
             parser.add_argument(flag, choices=PRECISIONS, default=keep,
                                 help=f"{shown}; bf16 autocast works on CPU and CUDA, fp16 (gradient scaling) on CUDA only")
+        elif name == "strategy":
+            parser.add_argument(flag, choices=STRATEGIES, default=keep,
+                                help=f"{shown}; under torchrun: ddp copies the model to every process, fsdp shards "
+                                     "weights, gradients and optimizer state over them (one unit per block)")
         elif isinstance(default, list):
             parser.add_argument(flag, type=float, nargs=len(default), default=keep, help=shown)
         else:

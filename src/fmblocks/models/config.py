@@ -186,6 +186,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hyena-dna": dict(arch="decoder", vocab_size=10, d_model=128, n_layers=2, n_heads=1, d_ff=512, max_len=1024,
                       pos="none", norm="layer", norm_first=True, ffn="mlp", activation="gelu", bias=True,
                       tie_embeddings=True, eps=1e-5, mixer="hyena", mixer_options={"order": 2, "filter_hidden": 64}),
+    # Laptop sizes, ~0.8M parameters, that learn in minutes on a CPU (docs/training.md): the blocks of gpt2-style
+    # and llama-style at 4 layers, d=128, context 128. vocab_size 256 fits bytes or characters; `fmblocks train`
+    # sets the tokenizer's.
+    "gpt2-tiny": dict(arch="decoder", vocab_size=256, d_model=128, n_layers=4, n_heads=4, d_ff=512, max_len=128,
+                      pos="learned", norm="layer", norm_first=True, ffn="mlp", activation="gelu_tanh", bias=True,
+                      tie_embeddings=True, eps=1e-5),
+    "llama-tiny": dict(arch="decoder", vocab_size=256, d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=352,
+                       max_len=128, pos="rope", norm="rms", norm_first=True, ffn="swiglu", activation="silu",
+                       bias=False, tie_embeddings=False, eps=1e-5, rope_base=10000.0),
     # A ViT sized for 28x28 MNIST digits: 16 patches of 7x7, class token, pre-norm.
     "vit-tiny": dict(arch="vit", vocab_size=0, d_model=64, n_layers=4, n_heads=4, d_ff=128, max_len=17,
                      image_size=28, patch_size=7, channels=1, n_classes=10, pos="learned", norm="layer",

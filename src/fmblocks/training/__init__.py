@@ -1,4 +1,4 @@
-"""Training: the trainer (checkpoint/resume, locks, progress, logs, plots), datasets, torchrun DDP.
+"""Training: the trainer (checkpoint/resume, locks, progress, logs, plots), datasets, torchrun DDP and FSDP.
 
     from fmblocks.training import Trainer, TrainConfig, CausalLMWindows, load_checkpoint
     history = Trainer(model, CausalLMWindows(ids, 64), config=TrainConfig(steps=100), out_dir="run").fit()

@@ -15,6 +15,10 @@ to. A failed write (disk full, read-only) raises `WriteError` and leaves the pre
 it was. Reading checks every file: a missing file, a truncated or foreign file, a tensor whose shape
 or dtype does not fit the model, or an impossible optimizer value raises `CheckpointError` (or its
 `CorruptCheckpointError`) naming the file, tensor or field.
+
+A sharded (FSDP) run passes its gathered whole state as `weights` and `optimizer_state` (see `fsdp.py`),
+so its files are those of an unsharded run; `read_weights` and `read_optimizer` check a checkpoint
+against a model and optimizer, sharded or not, and return the whole state for the caller to load.
 """
 
 import json
@@ -44,8 +48,13 @@ def save_checkpoint(
     state: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     model_config: Any = None,
+    weights: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically to `directory` (replacing any previous one) and return its path."""
+    """Write a checkpoint atomically to `directory` (replacing any previous one) and return its path.
+
+    `weights` and `optimizer_state` replace `model.state_dict()` and `optimizer.state_dict()` (a sharded
+    run's gathered state, in the same layout)."""
     target = Path(directory)
     with write_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,9 +65,10 @@ def save_checkpoint(
     try:
         if model_config is not None:
             model_config.save(partial / CONFIG_FILE)
-        write_tensors(partial / MODEL_FILE, _stored_tensors(model.state_dict()))
-        if optimizer is not None:
-            tensors, structure = _flatten_optimizer(optimizer.state_dict())
+        write_tensors(partial / MODEL_FILE, _stored_tensors(model.state_dict() if weights is None else weights))
+        if optimizer is not None or optimizer_state is not None:
+            tensors, structure = _flatten_optimizer(optimizer.state_dict() if optimizer_state is None
+                                                    else optimizer_state)
             write_tensors(partial / OPTIMIZER_FILE, tensors, metadata={"structure": json.dumps(structure)})
         write_json(partial / STATE_FILE, state, fmt=STATE_FORMAT)
         backup = target.with_name(f".{target.name}.previous")
@@ -132,6 +142,12 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Copy a checkpoint's weights into `model`; CheckpointError names any missing, extra or misshapen tensor."""
+    model.load_state_dict(read_weights(model, path))
+
+
+def read_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights as a whole state_dict for `model` (every name, tied ones too), checked against
+    its tensors' shapes and dtypes (the whole shapes, for a sharded model); see `load_weights`."""
     directory = resolve_checkpoint(path)
     require_files(directory, [MODEL_FILE])
     stored = _read(directory / MODEL_FILE)
@@ -154,11 +170,16 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
         raise CheckpointError(f"{directory / MODEL_FILE} does not fit this model (trained with another config?): {shown}")
-    model.load_state_dict(full)
+    return full
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
     """Restore an optimizer saved by `save_checkpoint`; groups, shapes, dtypes and values must fit it."""
+    optimizer.load_state_dict(read_optimizer(optimizer, path))
+
+
+def read_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> dict[str, Any]:
+    """The optimizer state_dict of a checkpoint, checked against `optimizer` (see `load_optimizer`)."""
     directory = resolve_checkpoint(path)
     require_files(directory, [OPTIMIZER_FILE])
     file = directory / OPTIMIZER_FILE
@@ -178,7 +199,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
         )
     params = [p for group in optimizer.param_groups for p in group["params"]]
     _check_optimizer(state_dict, ours, params, file)
-    optimizer.load_state_dict(state_dict)
+    return state_dict
 
 
 def _check_optimizer(state_dict: dict[str, Any], ours: list[dict[str, Any]], params: list[torch.Tensor],
@@ -235,6 +256,8 @@ def _read(file: Path) -> dict[str, torch.Tensor]:
 
 def _storage_key(tensor: torch.Tensor) -> tuple:
     """Identifies tensors that are views of the same memory (tied weights)."""
+    if hasattr(tensor, "to_local"):  # a DTensor (sharded run): its shard stands for it
+        tensor = tensor.to_local()
     if tensor.numel() == 0:
         return (id(tensor),)
     return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())

@@ -14,6 +14,11 @@ gradient scaling; CUDA only); `compile` runs the training forward through `torch
 eager with a message where the compiler is unavailable. `peak_flops` is the peak FLOP/s the MFU estimate of
 the progress bar divides by (0: the default of the device, see `summary.py`). `activation_checkpointing`
 recomputes each block's activations in backward instead of keeping them (less memory, ~1/3 more time).
+
+Several processes (under torchrun): `strategy` "ddp" keeps a whole copy of the model in every process and
+averages the gradients; "fsdp" shards the weights, gradients and optimizer state over the processes (one
+FSDP2 unit per TransformerBlock, then the rest). Both give the same updates; alone, a process trains the
+plain model whatever the strategy (see `distributed.py`).
 """
 
 import dataclasses
@@ -24,6 +29,7 @@ from fmblocks.configs import check_fields, config_from_dict
 from fmblocks.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -51,6 +57,7 @@ class TrainConfig:
     compile: bool = False
     peak_flops: float = 0.0
     activation_checkpointing: bool = False
+    strategy: str = "ddp"
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # JSON gives a list
@@ -78,6 +85,8 @@ class TrainConfig:
         if self.precision == "fp16" and self.device.startswith(("cpu", "mps")):
             raise ConfigError(f"TrainConfig.precision 'fp16' needs a CUDA device (it relies on a GradScaler), "
                               f"got device {self.device!r}; use 'bf16' (or 'fp32') there")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"TrainConfig.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.peak_flops < 0:
             raise ConfigError(f"TrainConfig.peak_flops must be >= 0 (0: the device's default), got {self.peak_flops!r}")
 

@@ -24,10 +24,11 @@ from fmblocks.training.config import TrainConfig
 
 # TrainConfig fields a resumed run may change: they leave the updates alone (steps only moves the end of
 # the schedule). Every other field shapes the updates, so a checkpoint refuses a config that changes it.
-# `compile` and `activation_checkpointing` change how a step is computed, not what it computes; `precision`
-# changes the updates, so it stays.
+# `compile`, `activation_checkpointing` and `strategy` (where the weights live: whole in every process, or
+# sharded) change how a step is computed, not what it computes; `precision` changes the updates, so it stays.
+# The process count is not a field: the global batch is the same for any count, so it may change too.
 RESUMABLE_FIELDS = ("steps", "eval_every", "eval_batches", "checkpoint_every", "log_every", "device", "progress",
-                    "compile", "peak_flops", "activation_checkpointing")
+                    "compile", "peak_flops", "activation_checkpointing", "strategy")
 
 
 def rng_state() -> dict[str, Any]:

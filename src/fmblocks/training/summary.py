@@ -74,7 +74,7 @@ def run_summary(model_config: Any, train_config: Any, *, seq_len: int | None = N
     peak = train_config.peak_flops or default_peak_flops(device)
     if peak and not train_config.peak_flops:
         peak *= world_size  # the default is per process
-    strategy = strategy or ("ddp" if world_size > 1 else "single process")
+    strategy = strategy or (getattr(train_config, "strategy", "ddp") if world_size > 1 else "single process")
     return RunSummary(embedding, sum(c.params for c in costs) - embedding, examples * seq_len,
                       3 * sum(c.flops for c in costs), str(device), train_config.precision, strategy, world_size,
                       peak)

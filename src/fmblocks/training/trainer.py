@@ -1,4 +1,4 @@
-"""Trainer: AdamW + warmup/cosine, clipping, accumulation, evaluation, logs, checkpoints, exact resume, DDP.
+"""Trainer: AdamW + warmup/cosine, clipping, accumulation, evaluation, logs, checkpoints, exact resume, DDP/FSDP.
 
     trainer = Trainer(model, train_data, config=TrainConfig(steps=200), eval_data=..., out_dir="runs/x")
     history = trainer.fit()               # rows of step, lr, train_loss, eval_loss, grad_norm, tokens_per_s
@@ -10,13 +10,18 @@ One optimizer step: the global batch of `batch_size * grad_accum` examples is re
 example stream (see `datasets.ExampleStream`); each of the W processes takes its 1/W slice of every
 micro-batch. A micro-batch with n targets out of N in the whole step contributes loss * n * W / N, so
 after DDP averages gradients over processes the update is the gradient of the mean loss over all N
-targets — the same update for any W and any split into micro-batches (up to float rounding).
+targets — the same update for any W and any split into micro-batches (up to float rounding). With
+`strategy="fsdp"` the processes hold shards of the weights and optimizer state instead of copies (see
+`fsdp.py`); FSDP averages the reduce-scattered gradients as DDP does, so the same weighting holds.
 Gradients are clipped to global norm `grad_clip`, and AdamW decays only matrices (ndim >= 2; biases,
 norm gains and other vectors are not decayed).
 
 Exact resume: a checkpoint holds the weights, the optimizer state, the step, the data position and
 the torch RNG states; the learning rate and the data order are functions of the step and the seed,
 so a resumed run continues the interrupted one bit for bit on the same machine and process count.
+Checkpoints are whole whatever the strategy (a sharded run gathers its state onto rank 0 to save it, and
+each process takes its shard when resuming), so a run may resume with another strategy or process count;
+it then follows the same updates up to float rounding (the sums over processes are taken in another order).
 `resume` refuses a TrainConfig that changes what shapes the updates (see `state.RESUMABLE_FIELDS`).
 Only rank 0 writes files under `out_dir` (checkpoint/ at every checkpoint, log.csv at every checkpoint
 and evaluation, loss.png at every periodic checkpoint and at the end) and shows progress.
@@ -42,7 +47,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from fmblocks.errors import (
@@ -51,7 +55,9 @@ from fmblocks.errors import (
 from fmblocks.training import checkpoint as ckpt
 from fmblocks.training.config import TrainConfig
 from fmblocks.training.datasets import IGNORE_INDEX, ExampleStream, TrainingData, collate
-from fmblocks.training.distributed import all_sum, barrier, init_distributed
+from fmblocks.training.distributed import (
+    all_sum, barrier, distribute, init_distributed, is_sharded, skip_gradient_sync,
+)
 from fmblocks.training.interrupt import StopSignals
 from fmblocks.training.lock import run_lock
 from fmblocks.training.plots import plot_losses, write_csv
@@ -122,11 +128,10 @@ class Trainer:
                 self._check_data(name, data)
         self.train_data, self.eval_data = train_data, eval_data
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        # before the optimizer: FSDP replaces the parameters by their shards (the model stays self.model)
+        self.network: nn.Module = distribute(self.model, config.strategy, self.dist)
+        self.sharded = is_sharded(self.model)
         self.optimizer = build_optimizer(self.model, config)
-        self.network: nn.Module = self.model
-        if self.dist.world_size > 1:
-            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.scaler = grad_scaler(config.precision, self.dist.device)
         self._forward = compiled(self.network, announce=self.dist.is_main) if config.compile else self.network
         self._summary: Any = False  # not computed yet
@@ -150,10 +155,16 @@ class Trainer:
     def save(self) -> Path | None:
         """Write out_dir/checkpoint atomically, plus log.csv (rank 0; no-op without out_dir)."""
         path = None
+        weights, optimizer_state = None, None
+        if self.out_dir is not None and self.sharded:  # every process takes part in the gather
+            from fmblocks.training.fsdp import full_state
+
+            weights, optimizer_state = full_state(self.model, self.optimizer)
         if self.out_dir is not None and self.dist.is_main:
             path = ckpt.save_checkpoint(
                 self.out_dir / ckpt.CHECKPOINT_DIR, model=self.model, optimizer=self.optimizer,
-                model_config=self.model_config, state=self._state(),
+                model_config=self.model_config, state=self._state(), weights=weights,
+                optimizer_state=optimizer_state,
             )
             write_csv(self.history, self.out_dir / "log.csv")
         barrier(self.dist)
@@ -187,8 +198,15 @@ class Trainer:
         if conflicts:
             raise CheckpointError(f"{directory} was trained with other settings ({'; '.join(conflicts)}); a resumed "
                                   "run keeps what shapes its updates: keep these, or start a new run elsewhere")
-        ckpt.load_weights(self.model, directory)
-        ckpt.load_optimizer(self.optimizer, directory)
+        weights = ckpt.read_weights(self.model, directory)  # whole, and checked against the model
+        optimizer_state = ckpt.read_optimizer(self.optimizer, directory)
+        if self.sharded:
+            from fmblocks.training.fsdp import load_full_state
+
+            load_full_state(self.model, self.optimizer, weights, optimizer_state)
+        else:
+            self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(optimizer_state)
         try:
             restore_rng(state["rng"])
         except RuntimeError as err:  # a byte list of the wrong length
@@ -282,7 +300,8 @@ class Trainer:
                 try:
                     self._summary = run_summary(self.model_config, self.config, device=self.dist.device,
                                                 seq_len=getattr(self.train_data, "max_length", None),
-                                                world_size=self.dist.world_size)
+                                                world_size=self.dist.world_size,
+                                                strategy=self.config.strategy if self.dist.world_size > 1 else None)
                 except ConfigError:  # a model fmblocks.cost has no formulas for: no summary, no MFU
                     pass
         return self._summary
@@ -344,7 +363,7 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for m, batch in enumerate(batches):
             last = m == len(batches) - 1
-            with nullcontext() if last or world == 1 else self.network.no_sync():
+            with nullcontext() if last else skip_gradient_sync(self.network):
                 with autocast(config.precision, device):
                     loss = self._forward(**batch).loss.float()
                 weighted = loss * (counts[m] * world / total)
@@ -353,7 +372,8 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # a DTensor under FSDP
         tokens = torch.tensor(float(sum(map(count_tokens, batches))), dtype=torch.float64, device=device)
         sums = all_sum(torch.stack([loss_sum, tokens]), self.dist)  # (loss x targets, tokens) over all processes
         mean_loss = sums[0].item() / total
@@ -409,12 +429,15 @@ class Trainer:
             low, high = b * size, min(len(data), (b + 1) * size)
             share = math.ceil((high - low) / self.dist.world_size)
             mine = range(low + self.dist.rank * share, min(high, low + (self.dist.rank + 1) * share))
-            if len(mine):
-                batch = self._to_device(getattr(data, "collate", collate)([data[i] for i in mine]))
-                count = count_targets(batch)
-                if count:
+            # sharded, every process runs every forward (they all-gather the weights), with or without examples
+            rows = mine if len(mine) or not self.sharded else range(low, low + 1)  # a stand-in that counts 0
+            if len(rows):
+                batch = self._to_device(getattr(data, "collate", collate)([data[i] for i in rows]))
+                count = count_targets(batch) if len(mine) else 0
+                if count or self.sharded:
                     with autocast(self.config.precision, self.dist.device):
                         loss = self.model(**batch).loss
+                if count:
                     loss_sum += loss.double() * count
                     targets += count
         self.model.train(was_training)
