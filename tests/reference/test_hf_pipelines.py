@@ -150,10 +150,12 @@ KINDS = ["gpt2-trained", "llama3", "qwen2", "llama2", "mistral", "wordpiece", "u
 
 @pytest.fixture(scope="module", params=KINDS)
 def pair(request, corpus, tmp_path_factory):
-    hf = build(request.param, corpus)
+    """(kind, HF's tokenizer, ours), both read from the same tokenizer.json. The file, not HF's trained object,
+    is the reference: HF's JSON reader can read a score one unit in the last place away from the trained value,
+    and a Unigram tie then splits a run of "=" differently before and after saving."""
     folder = tmp_path_factory.mktemp(request.param)
-    hf.save(str(folder / "tokenizer.json"))
-    return request.param, hf, load(folder)
+    build(request.param, corpus).save(str(folder / "tokenizer.json"))
+    return request.param, tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), load(folder)
 
 
 def _check(hf, ours, text: str) -> None:
