@@ -162,11 +162,11 @@ def test_train_the_hyena_dna_preset_on_single_nucleotides_then_sample(tmp_path, 
     generator = random.Random(2)
     motif = "".join(generator.choice("ACGT") for _ in range(10))
     genome = write_fasta(tmp_path / "genome.fa", [motif * 60, motif[3:] * 40])
-    KmerTokenizer(k=1).save(tmp_path / "nucleotides.json")  # one token per base: the preset's vocabulary
-    out = tmp_path / "hyena"
+    out = tmp_path / "hyena"  # no --tokenizer: the preset's single bases
     assert main(["train", "--preset", "hyena-dna", "--set", "n_layers=1", "d_model=32", "d_ff=64", "max_len=64",
-                 "--tokenizer", str(tmp_path / "nucleotides.json"), "--data", str(genome), "--objective", "clm",
+                 "--data", str(genome), "--objective", "clm",
                  "--out", str(out), "--steps", "12", *FAST[:-1], "--lr", "1e-2", "--no-progress"]) == 0
+    assert load(out / "tokenizer.json").to_dict() == KmerTokenizer(k=1).to_dict()
     _, config, state = load_checkpoint(out)
     assert (config.mixer, config.vocab_size, config.max_len) == ("hyena", PRESETS["hyena-dna"]["vocab_size"], 64)
     losses = [row["train_loss"] for row in state["history"] if row["train_loss"] is not None]

@@ -17,9 +17,10 @@ default, its held-out documents for evaluation; another --tokenizer is refused b
 --eval-fraction is held out; --tokenizer says whose ids they are, default gpt2).
 
 The model's vocab_size is the tokenizer's. --tokenizer takes a pretrained name (gpt2, ...), a saved
-tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers), or char (one token per
-character of the data: a vocabulary of ~100, so a small model learns in minutes on a CPU). FASTA files
-(.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer for clm; text to gpt2. OUT
+tokenizer file, a tokenizer kind that has defaults (protein, dna-kmer = 6-mers, nucleotide = single
+bases), or char (one token per character of the data: a vocabulary of ~100, so a small model learns in
+minutes on a CPU). FASTA files (.fa, .fasta, ...) default to protein for --objective mlm and dna-kmer
+for clm (nucleotide for the hyena-dna preset, which is made for single bases); text to gpt2. OUT
 receives tokenizer.json, run.json, checkpoint/, log.csv and loss.png; `fmblocks sample --checkpoint OUT` reads
 them back. Every TrainConfig field is a flag (--batch-size, --lr, --warmup-steps, ...); a run
 checkpoints every 100 steps unless --checkpoint-every says otherwise (0: only at the end). OUT is
@@ -53,6 +54,7 @@ from fmblocks.training.runs import TOKENIZER_FILE
 
 ARCH_OF = {"clm": "decoder", "mlm": "encoder"}
 FASTA_TOKENIZERS = {"mlm": "protein", "clm": "dna-kmer"}
+PRESET_FASTA_TOKENIZERS = {"hyena-dna": "nucleotide"}  # presets made for one tokenization of FASTA
 RUN_FILE, RUN_FORMAT = "run.json", "fmblocks-train-run"
 # how the data is read into examples: saved in OUT/run.json, restored by --resume
 DATA_DEFAULTS: dict[str, Any] = {"objective": "clm", "context": None, "eval_fraction": 0.1, "truncate": False,
@@ -263,7 +265,8 @@ def _train(args: argparse.Namespace, train_config: TrainConfig, data: dict[str, 
         if prepared is not None and args.tokenizer is None:
             tokenizer = load(prepared.directory / TOKENIZER_FILE)
         else:
-            tokenizer = tokenizer_from(args.tokenizer or (FASTA_TOKENIZERS[objective] if fasta else "gpt2"), documents)
+            default = PRESET_FASTA_TOKENIZERS.get(args.preset, FASTA_TOKENIZERS[objective]) if fasta else "gpt2"
+            tokenizer = tokenizer_from(args.tokenizer or default, documents)
         model_config = model_config_from(args, tokenizer.vocab_size, objective)
     if prepared is not None:
         _check_fingerprint(prepared, tokenizer, args)

@@ -123,3 +123,9 @@ class KmerTokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, data: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "KmerTokenizer":
         return cls(data["k"], overlapping=data["overlapping"])
+
+
+@TOKENIZERS.register("nucleotide")
+def nucleotide_tokenizer() -> KmerTokenizer:
+    """Single nucleotides, one token per base (HyenaDNA's choice): the k-mer tokenizer with k = 1."""
+    return KmerTokenizer(k=1)
