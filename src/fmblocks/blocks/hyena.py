@@ -37,7 +37,7 @@ from torch import nn
 
 from fmblocks.blocks.cache import SequenceBuffer
 from fmblocks.blocks.long_conv import causal_conv_direct, fft_causal_conv, keep_keys
-from fmblocks.blocks.mixers import MIXERS, MixerSpec
+from fmblocks.blocks.mixers import MIXERS, MixerSpec, check_self_mixing
 from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.registry import check_options
 
@@ -168,10 +168,7 @@ class HyenaMixer(nn.Module):
         cache: SequenceBuffer | None = None,
         return_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if context is not None:
-            raise ConfigError("the hyena mixer cannot read a context (use cross-attention)")
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ShapeError(f"hyena expects x (B, T, {self.d_model}), got {tuple(x.shape)}")
+        check_self_mixing("hyena", x, self.d_model, context)
         b, t, _ = x.shape
         s = t + (0 if cache is None else cache.length)
         if s > self.max_len:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmblocks.blocks.cache import SequenceBuffer
-from fmblocks.blocks.mixers import MIXERS, MixerSpec
+from fmblocks.blocks.mixers import MIXERS, MixerSpec, check_self_mixing
 from fmblocks.errors import ConfigError, ShapeError
 
 
@@ -124,10 +124,7 @@ class LongConvMixer(nn.Module):
         cache: SequenceBuffer | None = None,
         return_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if context is not None:
-            raise ConfigError("the long-conv mixer cannot read a context (use cross-attention)")
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ShapeError(f"long-conv expects x (B, T, {self.d_model}), got {tuple(x.shape)}")
+        check_self_mixing("long-conv", x, self.d_model, context)
         b, t, _ = x.shape
         v, g = self.in_proj(x).chunk(2, dim=-1)  # (B, T, D) each
         s = t + (0 if cache is None else cache.length)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from fmblocks.errors import ConfigError, ShapeError
 from fmblocks.registry import Registry, check_options
 
 
@@ -67,3 +68,11 @@ def build_mixer(name: str, spec: MixerSpec, *, positional: nn.Module | None = No
     mixer = MIXERS.get(name)
     check_options(f"mixer {name!r}", options, mixer.option_names(spec))
     return mixer.from_spec(spec, positional=positional, **options)
+
+
+def check_self_mixing(name: str, x: torch.Tensor, d_model: int, context: torch.Tensor | None) -> None:
+    """ShapeError unless x is (B, T, d_model); ConfigError when a mixer that reads only x is given a context."""
+    if context is not None:
+        raise ConfigError(f"the {name} mixer cannot read a context (use cross-attention)")
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ShapeError(f"{name} expects x (B, T, {d_model}), got {tuple(x.shape)}")
