@@ -52,7 +52,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -60,6 +59,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.generation import build_pair
+from bench.measure import timed
 from fmblocks.cost import model_costs
 from fmblocks.files import write_bytes, write_json
 from fmblocks.training import CausalLMWindows, TrainConfig, Trainer
@@ -69,22 +69,6 @@ SETTINGS = [("", False, False), ("-bf16", True, False), ("-compile", False, True
 SETTING_NAMES = {suffix.lstrip("-") or "fp32": suffix for suffix, _, _ in SETTINGS}  # "compile-bf16" -> suffix
 CLOCKS = {"cpu": "process CPU time", "cuda": "CUDA events around the call, torch.cuda.synchronize() before and after"}
 MATMUL = {"cpu": (2048, torch.float32), "cuda": (8192, torch.bfloat16)}
-
-
-def timed(fn, device: torch.device = torch.device("cpu")) -> tuple[float, float]:
-    """(seconds on the device's clock (CLOCKS), wall seconds) of one call."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        wall = time.perf_counter()
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1e3, time.perf_counter() - wall  # elapsed_time is in ms
-    cpu, wall = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - cpu, time.perf_counter() - wall
 
 
 def matmul_ceiling(device: torch.device = torch.device("cpu"), repeats: int = 5) -> float:
