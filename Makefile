@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test browser bench clean
+.PHONY: demo test browser bench gpu clean
 
 $(STAMP): pyproject.toml src/fmblocks/tokenizers/_bpe_fast.c  # pip install -e . also compiles the C extension
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ browser:
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench $(BENCH)
+
+# On a CUDA machine: the gpu-marked tests and the training and attention benchmarks in bf16 (bench/gpu.sh, < 8 min).
+gpu: $(STAMP)
+	bash bench/gpu.sh
 
 clean:
 	rm -rf $(VENV) runs bench/results/*.tmp src/fmblocks/tokenizers/*.so

@@ -1,4 +1,5 @@
-"""Measuring helpers shared by the benchmarks: best-of-n timing (CPU and wall) and process memory."""
+"""Measuring helpers shared by the benchmarks: best-of-n timing (CPU and wall), one timed call on the CPU or
+a CUDA device, and process memory."""
 
 import time
 from pathlib import Path
@@ -14,6 +15,26 @@ def best_of(fn, repeats: int) -> tuple[object, float, float]:
         out = fn()
         cpu, wall = min(cpu, time.process_time() - cpu_start), min(wall, time.perf_counter() - wall_start)
     return out, cpu, wall
+
+
+def timed(fn, device=None) -> tuple[float, float]:
+    """(seconds on the device's clock, wall seconds) of one call of `fn`: the process CPU time on the CPU (or with
+    no device); on a CUDA device the CUDA-event time around the call, with torch.cuda.synchronize() before and
+    after (the wall time then includes the launch overhead and the final wait)."""
+    if getattr(device, "type", device) == "cuda":
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        wall = time.perf_counter()
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1e3, time.perf_counter() - wall  # elapsed_time is in ms
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
 
 
 def memory_mb(field: str) -> float:
