@@ -37,9 +37,12 @@ def check_length(length: int, max_len: int, *, cached: int = 0) -> None:
 
 
 def check_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """ShapeError unless (B, T) integers; DataError naming the first id outside [0, vocab_size)."""
+    """ShapeError unless (B, T) integers; DataError naming the first id outside [0, vocab_size). The id check
+    reads the tensor (a device sync), so it is skipped while torch.compile traces the model."""
     if input_ids.ndim != 2 or input_ids.dtype not in (torch.int32, torch.int64):
         raise ShapeError(f"{name} must be a (B, T) integer tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
+    if torch.compiler.is_compiling():  # inside a compiled graph the check would break it; eager calls check
+        return
     bad = (input_ids < 0) | (input_ids >= vocab_size)
     if input_ids.numel() and bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
