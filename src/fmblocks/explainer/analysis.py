@@ -114,8 +114,10 @@ def architecture(config: Any) -> dict[str, Any]:
 
 
 def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    """Each id decoded on its own (byte-level pieces of a character show as U+FFFD)."""
-    return [tokenizer.decode([i]) for i in ids]
+    """Each id decoded on its own (byte-level pieces of a character show as U+FFFD); special tokens, which
+    decode to nothing, by their names ([CLS], [MASK], ...)."""
+    specials = {int(i): name for name, i in tokenizer.special_tokens.items()}
+    return [specials.get(i) or tokenizer.decode([i]) for i in ids]
 
 
 def decoder_of(tokenizer: Tokenizer) -> Callable[[int], str]:
