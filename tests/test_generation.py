@@ -251,6 +251,18 @@ def test_seq2seq_greedy_equals_argmax_of_full_forward_passes(seq2seq) -> None:
     assert torch.equal(tokens, expected)
 
 
+def test_seq2seq_continues_the_start_of_each_target(seq2seq) -> None:
+    """A (B, T0) start is kept and extended as full forward passes on the growing target extend it."""
+    source, prefix = torch.randint(1, 30, (2, 6)), torch.randint(1, 30, (2, 3))
+    tokens = generate_seq2seq(seq2seq, source, prefix, 5, temperature=0.0)
+    expected = prefix
+    for _ in range(5):
+        expected = torch.cat([expected, seq2seq(source, expected).logits[:, -1].argmax(-1)[:, None]], dim=1)
+    assert torch.equal(tokens, expected)
+    with pytest.raises(ShapeError, match="one row per source"):
+        generate_seq2seq(seq2seq, source, prefix[:1], 2)
+
+
 def test_seq2seq_cache_and_source_padding_change_nothing(seq2seq) -> None:
     source = torch.randint(1, 30, (2, 6))
     padded = torch.cat([source, torch.zeros(2, 4, dtype=torch.long)], dim=1)

@@ -252,17 +252,18 @@ class _DecoderOverMemory(torch.nn.Module):
 def generate_seq2seq(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
-    start_token: int,
+    start_token: int | torch.Tensor,
     max_new_tokens: int,
     *,
     attention_mask: torch.Tensor | None = None,
     **options,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Target sequences (B, 1 + n) for the sources `input_ids` (B, S) of an encoder-decoder `model`.
+    """Target sequences (B, T0 + n) for the sources `input_ids` (B, S) of an encoder-decoder `model`.
 
     The source is encoded once (padding marked 0 in `attention_mask`); the decoder starts from
-    `start_token` and extends it by up to `max_new_tokens` tokens; `options` are `generate()`'s
-    (temperature, top_k, top_p, stop_tokens, pad_token, use_cache, generator, return_logits).
+    `start_token` (an id: T0 = 1) or from the start of each target, a (B, T0) long tensor, and extends
+    it by up to `max_new_tokens` tokens; `options` are `generate()`'s (temperature, top_k, top_p,
+    stop_tokens, pad_token, use_cache, generator, return_logits).
     """
     was_training = model.training
     model.eval()
@@ -271,5 +272,11 @@ def generate_seq2seq(
         memory = model.encode(input_ids, attention_mask)  # (B, S, D)
     finally:
         model.train(was_training)
-    prompt = torch.full((input_ids.shape[0], 1), start_token, dtype=torch.long, device=input_ids.device)
+    if isinstance(start_token, torch.Tensor):
+        if start_token.ndim != 2 or start_token.shape[0] != input_ids.shape[0]:
+            raise ShapeError(f"the start of the targets must be ({input_ids.shape[0]}, T0), one row per source, "
+                             f"got {tuple(start_token.shape)}")
+        prompt = start_token.to(input_ids.device)
+    else:
+        prompt = torch.full((input_ids.shape[0], 1), start_token, dtype=torch.long, device=input_ids.device)
     return generate(_DecoderOverMemory(model, memory, source_mask), prompt, max_new_tokens, **options)

@@ -189,3 +189,46 @@ def test_a_vit_page_draws_attention_over_the_digit(vit_site, browser) -> None:
     assert browser.find("#cutoff").text.startswith(f"the digit's class (read from CLS; labelled {data['image']['label']})")
     assert browser.run(TOKENS)[:2] == ["CLS", "0,0"]
     assert browser.run("return document.getElementById('sample').disabled")
+
+
+def post(site: str, path: str, body: dict) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(site.rstrip("/") + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_an_encoder_decoder_page_shows_the_encoder_cross_qkv_and_samples(seq2seq_site, browser) -> None:
+    browser.get(seq2seq_site)
+    browser.wait("return document.body.dataset.ready && !document.getElementById('encoder-box').hidden")
+    browser.find('#attn-overview canvas[data-layer="1"][data-head="2"]').click()
+    browser.find('#model-tokens .token[data-index="3"]').click()
+    browser.find('#encoder-layer option[value="1"]').click()
+    browser.wait("return document.body.dataset.ready === '1/2/3'")
+    inputs = {"text": "die Katze", "source": "the cat sat"}
+    data = post(seq2seq_site, "/api/analyze", inputs)
+    encoder = browser.run("return [...document.querySelectorAll('#encoder-heatmap rect[data-w]')].map(e => +e.dataset.w)")
+    assert encoder == pytest.approx([w for row in data["encoder_attention"][1][2] for w in row], abs=1e-9)
+    labels = browser.run("return [...document.querySelectorAll('#encoder-heatmap text.row-label')].map(e => e.textContent)")
+    assert labels == [shown(t) for t in data["source"]["tokens"]]
+    detail = post(seq2seq_site, "/api/inspect", {**inputs, "layer": 1, "head": 2, "token": 3})
+    assert not browser.run("return document.getElementById('cross-qkv-box').hidden")
+    weights = browser.run("return [...document.querySelectorAll('#cross-qkv-table td.weight')].map(c => +c.dataset.value)")
+    assert weights == pytest.approx(detail["cross_qkv"]["weights"], abs=1e-9)
+    assert weights == pytest.approx(data["cross_attention"][1][2][3], abs=1e-6)  # the heatmap's row
+    keys = browser.run("return [...document.querySelectorAll('#cross-qkv-table td.key')].map(c => JSON.parse(c.dataset.value))")
+    assert [v for k in keys for v in k] == pytest.approx([v for k in detail["cross_qkv"]["keys"] for v in k], abs=1e-9)
+    rows = browser.run("return [...document.querySelectorAll('#cross-qkv-table tr td:first-child')].map(c => c.textContent)")
+    assert rows == [f"{j} {shown(t)}" for j, t in enumerate(data["source"]["tokens"])]
+    assert browser.run("return document.querySelectorAll('#cross-qkv-table td.mask-off').length") == 0
+    browser.find("#new-tokens").clear()
+    browser.find("#new-tokens").send_keys("6")
+    browser.find("#sample").click()
+    browser.wait("return document.querySelectorAll('#sampled-tokens .token').length === 6")
+    expected = post(seq2seq_site, "/api/generate", {**inputs, "max_new_tokens": 6, "seed": 0})
+    assert browser.run("return [...document.querySelectorAll('#sampled-tokens .token')].map(e => +e.dataset.id)") == \
+        expected["ids"]
+    assert browser.find("#continuation mark").text == expected["continuation"]

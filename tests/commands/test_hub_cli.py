@@ -293,3 +293,56 @@ def test_explain_opens_a_hugging_face_directory(gpt2_dir: Path, bert_dir: Path) 
         with torch.no_grad():
             torch.testing.assert_close(model(ids).logits, reference(ids).logits)
         assert Explainer(model, tokenizer, default_text="ab").info()["model"]["arch"] == model.config.arch
+
+
+def test_explain_serves_a_hugging_face_gpt2_directory(gpt2_dir: Path) -> None:
+    """`fmblocks explain --model DIR` on a transformers-written GPT-2: the page and every view's API answer,
+    the numbers equal to transformers' own model on the same directory."""
+    import threading
+    import urllib.request
+
+    from fmblocks.commands.explain import open_explained
+    from fmblocks.explainer.server import Explainer, make_server
+
+    model, tokenizer = open_explained(gpt2_dir)
+    server = make_server(Explainer(model, tokenizer, default_text="the hat"), port=0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def call(path: str, body: dict | None = None) -> dict | str:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(server.url.rstrip("/") + path, data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = response.read().decode()
+        return payload if path == "/" else json.loads(payload)
+
+    try:
+        assert 'id="qkv"' in call("/") and 'id="sampling"' in call("/")
+        info = call("/api/info")
+        assert info["model"]["arch"] == "decoder" and info["vocab_size"] == 260 and info["default_text"] == "the hat"
+        assert len(info["architecture"]["blocks"]) == 2
+        text = "the hat sat"
+        ids = tokenizer.encode(text)
+        reference = transformers.GPT2LMHeadModel.from_pretrained(gpt2_dir, attn_implementation="eager").eval()
+        with torch.no_grad():
+            theirs = reference(torch.tensor([ids]), output_attentions=True)
+        data = call("/api/analyze", {"text": text, "top_k": 5})
+        assert data["ids"] == ids and data["n_layers"] == 2 and data["n_heads"] == 4
+        probs = theirs.logits[0, -1].softmax(-1)
+        assert [n["id"] for n in data["next"][:3]] == probs.topk(3).indices.tolist()
+        assert data["next"][0]["p"] == pytest.approx(float(probs.max()), abs=1e-5)
+        for layer in range(2):
+            torch.testing.assert_close(torch.tensor(data["attention"][layer]), theirs.attentions[layer][0],
+                                       atol=1e-5, rtol=0)
+        detail = call("/api/inspect", {"text": text, "layer": 1, "head": 3, "token": 2})
+        torch.testing.assert_close(torch.tensor(detail["qkv"]["weights"]), theirs.attentions[1][0, 3, 2],
+                                   atol=1e-5, rtol=0)
+        assert detail["qkv"]["mask"] == [j <= 2 for j in range(len(ids))]
+        generated = call("/api/generate", {"text": text, "max_new_tokens": 4, "temperature": 0})
+        greedy = reference.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False, pad_token_id=259)
+        assert generated["ids"] == greedy[0, len(ids):].tolist()
+        pieces = call("/api/tokenize", {"text": text, "tokenizer": "model"})
+        assert pieces["ids"] == ids
+    finally:
+        server.shutdown()
+        server.server_close()

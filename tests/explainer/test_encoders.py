@@ -6,6 +6,7 @@ import torch
 from fmblocks.errors import ConfigError
 from fmblocks.explainer.analysis import analyze, continue_text
 from fmblocks.explainer.detail import inspect_token
+from fmblocks.explainer.playground import Playground, tokenize_text
 
 PROTEIN = "MKT<mask>YIAKQR"
 SENTENCE = "the capital of france is [MASK] ."
@@ -62,3 +63,14 @@ def test_other_kinds_are_refused_with_the_known_ones() -> None:
     model = build_model(preset("vit-tiny", n_classes=10))
     with pytest.raises(ConfigError, match="encoders .fill-mask. and encoder-decoders .*not vit"):
         analyze(model, None, "x")
+
+
+def test_special_tokens_show_by_name_and_the_playground_reads_the_mask(bert_encoder) -> None:
+    model, tokenizer = bert_encoder
+    text = "a [MASK] day"
+    data = analyze(model, tokenizer, text)
+    mask = tokenizer.special_tokens["[MASK]"]
+    assert data["tokens"][data["ids"].index(mask)] == "[MASK]"
+    assert {data["tokens"][0], data["tokens"][-1]} <= set(tokenizer.special_tokens)  # [CLS] ... [SEP] where added
+    pieces = tokenize_text(Playground(tokenizer), "model", text)
+    assert pieces["ids"] == data["ids"] and "[MASK]" in pieces["pieces"]

@@ -29,7 +29,7 @@ from torch import nn
 
 from fmblocks.errors import ConfigError, DataError
 from fmblocks.generation import (apply_temperature, check_max_new_tokens, check_sampling, filter_logits, generate,
-                                 is_integer)
+                                 generate_seq2seq, is_integer)
 from fmblocks.tokenizers.base import Tokenizer
 
 CHARS_PER_TOKEN = 16  # characters tokenized per token analysed: longer than the tokens of ordinary text
@@ -114,8 +114,10 @@ def architecture(config: Any) -> dict[str, Any]:
 
 
 def token_strings(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    """Each id decoded on its own (byte-level pieces of a character show as U+FFFD)."""
-    return [tokenizer.decode([i]) for i in ids]
+    """Each id decoded on its own (byte-level pieces of a character show as U+FFFD); special tokens, which
+    decode to nothing, by their names ([CLS], [MASK], ...)."""
+    specials = {int(i): name for name, i in tokenizer.special_tokens.items()}
+    return [specials.get(i) or tokenizer.decode([i]) for i in ids]
 
 
 def decoder_of(tokenizer: Tokenizer) -> Callable[[int], str]:
@@ -263,23 +265,33 @@ def continue_text(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """A sampled continuation of `text` (seeded): the new text, its tokens, and where the prompt was cut.
 
-    The prompt is the end of `text` that leaves room for `max_new_tokens` in the model's context.
+    The prompt is the end of `text` that leaves room for `max_new_tokens` in the model's context. An
+    encoder-decoder reads `source` with its encoder and continues `text`, the start of the target
+    (`generate_seq2seq` from that prefix); encoders have no continuation to sample.
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     arch = check_kind(model)
-    if arch != "decoder":
-        raise ConfigError(f"sampling a continuation needs a decoder; this is an {arch} (its prediction is in "
-                          "the probabilities)")
+    if arch == "encoder":
+        raise ConfigError("sampling a continuation needs a decoder or an encoder-decoder; an encoder fills masks "
+                          "instead (its prediction is in the probabilities)")
     if not 1 <= check_max_new_tokens(max_new_tokens) < model.config.max_len:
         raise ConfigError(f"max_new_tokens must lie in 1..{model.config.max_len - 1}, got {max_new_tokens}")
     if not (is_integer(seed) and 0 <= seed < 2**63):
         raise ConfigError(f"seed must be an integer in 0..2**63 - 1, got {seed!r}")
+    if arch == "encoder-decoder" and not isinstance(source, str):
+        raise ConfigError(f"source must be a string (the encoder's text), got {type(source).__name__}")
     ids, truncated = encode_tail(tokenizer, text, model.config.max_len - max_new_tokens)
     generator = torch.Generator().manual_seed(seed)
-    tokens = generate(model, torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k,
-                      top_p=top_p, generator=generator)[0, len(ids):].tolist()
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    if arch == "encoder-decoder":
+        source_ids, _ = encode_tail(tokenizer, source, model.config.max_len)
+        out = generate_seq2seq(model, torch.tensor([source_ids]), torch.tensor([ids]), max_new_tokens, **options)
+    else:
+        out = generate(model, torch.tensor([ids]), max_new_tokens, **options)
+    tokens = out[0, len(ids):].tolist()
     return {"continuation": tokenizer.decode(tokens), "tokens": token_strings(tokenizer, tokens), "ids": tokens,
             "truncated": truncated}

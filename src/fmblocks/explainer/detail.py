@@ -1,6 +1,7 @@
 """One layer, head and token under the magnifier: embeddings, attention step by step, feed-forward units.
 
-Decoders (causal) and encoders (bidirectional, no mask but padding, which the explainer never adds).
+Decoders (causal), encoders (bidirectional, no mask but padding, which the explainer never adds) and the
+decoder of an encoder-decoder (causal self-attention, then cross-attention on the encoder's memory).
 
     inspect_token(model, tok, text, layer=1, head=0, token=5) -> {
         "embedding": {"token": (D,), "position": (D,) or None, "token_type": (D,) or None, "input": (D,), ...},
@@ -8,6 +9,8 @@ Decoders (causal) and encoders (bidirectional, no mask but padding, which the ex
                 "mask": (S,) bool, "scores": (S,), "weights": (S,), "output": (Dh,)} or None,
         "mlp": {"units": top units of the token [(unit, value)], "overall": the layer's most active units
                 over all tokens, "values": (T, n) their activations per token},
+        "cross_qkv": the same steps for the decoder block's cross-attention (encoder-decoders; else None),
+        "source_tokens": the encoder's tokens (the cross-attention's keys) or None,
         "layer", "head", "token", "tokens"}
 
 The attention of a MultiHeadAttention layer is recomputed from its own parts, as its forward runs them:
@@ -19,6 +22,8 @@ The attention of a MultiHeadAttention layer is recomputed from its own parts, as
     output = weights @ v                                                 (this head's part of the mixer)
 
 so the page's numbers are the model's: tests compare `weights` with `return_intermediates=True`.
+An encoder-decoder's cross-attention is recomputed the same way: q from the decoder block's stream after
+its self-attention step, k and v from the encoder's memory `model.encode(source)` (no positions, no mask).
 A layer whose mixer is not attention gets "qkv": None and a reason.
 """
 
@@ -43,25 +48,31 @@ def check_index(name: str, value: Any, size: int) -> int:
     return int(value)
 
 
-def attention_steps(attn: MultiHeadAttention, h: torch.Tensor, head: int, token: int, *, causal: bool) -> dict:
-    """The lecture's equation for one query of one head of `attn` on its input h (1, T, D), with real numbers."""
-    t = h.shape[1]
-    positions = torch.arange(t)
+def attention_steps(attn: MultiHeadAttention, h: torch.Tensor, head: int, token: int, *, causal: bool,
+                    context: torch.Tensor | None = None) -> dict:
+    """The lecture's equation for one query of one head of `attn` on its input h (1, T, D), with real numbers.
+
+    With `context` (1, S, D) it is cross-attention: the query from h, the keys and values from the context
+    (an encoder's memory), no positions, no mask.
+    """
+    source = h if context is None else context
+    t, s = h.shape[1], source.shape[1]
     q = attn._heads(attn.q_proj(h), attn.n_heads)  # (1, H, T, Dh)
-    k = attn._heads(attn.k_proj(h), attn.n_kv_heads)  # (1, H_kv, T, Dh)
-    v = attn._heads(attn.v_proj(h), attn.n_kv_heads)
-    scheme = attn.positional
+    k = attn._heads(attn.k_proj(source), attn.n_kv_heads)  # (1, H_kv, S, Dh)
+    v = attn._heads(attn.v_proj(source), attn.n_kv_heads)
+    scheme = attn.positional if context is None else None  # positions act in self-attention only
     if scheme is not None:
+        positions = torch.arange(t)
         q, k = scheme.rotate(q, positions), scheme.rotate(k, positions)
     n_rep = attn.n_heads // attn.n_kv_heads
-    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (1, H, T, Dh)
-    bias = None if scheme is None else scheme.score_bias(t, t, device=h.device)  # (H, T, T) or None
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (1, H, S, Dh)
+    bias = None if scheme is None else scheme.score_bias(t, s, device=h.device)  # (H, T, S) or None
     mask = None if bias is None else combine_masks(None, bias.to(q.dtype))
     weights = attn.core.weights(q, k, mask, causal=causal)[0, head, token]  # (S,)
     scale = attn.head_dim ** -0.5
     dots = (q[0, head, token] @ k[0, head].T) * scale  # (S,)
     row_bias = None if bias is None else bias[head % bias.shape[0], token]
-    allowed = torch.arange(t) <= token if causal else torch.ones(t, dtype=torch.bool)
+    allowed = torch.arange(s) <= token if causal else torch.ones(s, dtype=torch.bool)
     scores = (dots + (0 if row_bias is None else row_bias)).masked_fill(~allowed, float("-inf"))
     return {
         "query": q[0, head, token].tolist(), "keys": k[0, head].tolist(), "values": v[0, head].tolist(),
@@ -69,6 +80,15 @@ def attention_steps(attn: MultiHeadAttention, h: torch.Tensor, head: int, token:
         "mask": allowed.tolist(), "scores": [None if s == float("-inf") else s for s in scores.tolist()],
         "weights": weights.tolist(), "output": (weights @ v[0, head]).tolist(), "core": attn.core_name,
     }
+
+
+def cross_attention_input(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What a decoder block's cross-attention reads from its input x (1, T, D): the residual stream after the
+    block's own causal self-attention step (its `_sublayer`, as its forward runs it), normed in pre-norm."""
+    positions = torch.arange(x.shape[1])
+    mid, _ = block._sublayer(x, block.norm1, lambda h: (block.attn(h, causal=x.shape[1] > 1, positions=positions),
+                                                        None))
+    return block.norm_cross(mid) if block.norm_first else mid
 
 
 def embedding_parts(model: nn.Module, ids: list[int], token: int, embedded: torch.Tensor) -> dict[str, Any]:
@@ -109,7 +129,7 @@ def inspect_token(model: nn.Module, tokenizer: Tokenizer, text: str, *, layer: i
     layer = check_index("layer", layer, len(stack.layers))
     head = check_index("head", head, config.n_heads)
     token = None if token is None else check_index("token", token, 1 << 30)
-    ids, truncated, out, _ = run_model(model, tokenizer, text, source, max_tokens)
+    ids, truncated, out, source_part = run_model(model, tokenizer, text, source, max_tokens)
     token = len(ids) - 1 if token is None else min(token, len(ids) - 1)
     seen = out.intermediates
     block = stack.layers[layer]
@@ -120,6 +140,12 @@ def inspect_token(model: nn.Module, tokenizer: Tokenizer, text: str, *, layer: i
         qkv = attention_steps(block.attn, h, head, token, causal=arch != "encoder")
     else:
         reason = f"layer {layer} mixes tokens with {type(block.attn).__name__}, not attention"
+    cross = None
+    if getattr(block, "cross_attn", None) is not None:  # an encoder-decoder: queries here, keys/values the memory
+        memory = model.encode(torch.tensor([source_part["ids"]]))  # (1, S, D)
+        cross = attention_steps(block.cross_attn, cross_attention_input(block, x), head, token, causal=False,
+                                context=memory)
     return {"layer": layer, "head": head, "token": token, "tokens": token_strings(tokenizer, ids), "ids": ids,
+            "cross_qkv": cross, "source_tokens": None if source_part is None else source_part["tokens"],
             "embedding": embedding_parts(model, ids, token, seen["embeddings"][0]), "qkv": qkv, "qkv_reason": reason,
             "mlp": mlp_units(seen["mlp"][layer][0].float(), token), "truncated": truncated}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fmblocks.errors import ConfigError
+from fmblocks.explainer.analysis import encode_allowing_mask
 from fmblocks.tokenizers.base import Tokenizer
 
 MAX_PLAYGROUND_CHARS = 20_000  # characters tokenized per request
@@ -81,7 +82,7 @@ def tokenize_text(playground: Playground, name: Any, text: str) -> dict[str, Any
     tokenizer = playground.get(name)
     truncated = len(text) > MAX_PLAYGROUND_CHARS
     text = text[:MAX_PLAYGROUND_CHARS]
-    ids = [int(i) for i in tokenizer.encode(text)]
+    ids = [int(i) for i in encode_allowing_mask(tokenizer, text)]  # [MASK] / <mask> as the model reads it
     n_bytes = len(text.encode("utf-8"))
     specials = {int(i): name for name, i in tokenizer.special_tokens.items()}
     return {"tokenizer": name, "kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,

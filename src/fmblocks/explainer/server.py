@@ -4,7 +4,7 @@
     GET  /api/info         {"model": config dict, "architecture", "tokenizers", "vocab_size", "default_text",
                             "max_tokens", "max_new_tokens"}
     POST /api/analyze      {"text", "temperature", "top_k", "top_p", "source"} -> analysis.analyze(...)
-    POST /api/generate     {"text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    POST /api/generate     {"text", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "source"}
                                                                            -> analysis.continue_text(...)
     POST /api/inspect      {"text", "layer", "head", "token", "source"}    -> detail.inspect_token(...)
 ("source", the encoder's text, only for an encoder-decoder model; a ViT reads {"image": index of an MNIST
@@ -186,7 +186,7 @@ class Explainer:
             raise ConfigError(f"max_new_tokens must lie in 1..{self.max_new_tokens}, got {new}")
         with self.turn():
             return continue_text(self.model, self.tokenizer, text, max_new_tokens=new, seed=body.get("seed", 0),
-                                 **options)
+                                 source=self.source_of(body), **options)
 
 
 def reject_constant(name: str) -> None:

@@ -220,18 +220,26 @@ function drawEmbeddingMap() {
 // --- query, keys, values --------------------------------------------------------------------------
 
 function drawQkv() {
-  const d = state.detail, q = d.qkv, box = $("qkv-vectors"), table = $("qkv-table");
-  if (!q) { box.replaceChildren(el("p", { className: "note" }, d.qkv_reason)); table.replaceChildren(); return; }
+  const d = state.detail;
+  drawSteps($("qkv-vectors"), $("qkv-table"), d.qkv, d.tokens, d.qkv_reason);
+  $("cross-qkv-box").hidden = !d.cross_qkv;
+  if (d.cross_qkv) drawSteps($("cross-qkv-vectors"), $("cross-qkv-table"), d.cross_qkv, d.source_tokens);
+}
+
+function drawSteps(box, table, q, keyTokens, reason) {  // one query's attention: q, each key's q·k, mask, softmax, v
+  const d = state.detail;
+  if (!q) { box.replaceChildren(el("p", { className: "note" }, reason)); table.replaceChildren(); return; }
   box.replaceChildren(
     el("p", { className: "stats" }, `layer ${d.layer} · head ${d.head} · query token ${d.token} \u201c${show(d.tokens[d.token])}\u201d · ` +
       `scale 1/\u221a${q.query.length} = ${fmt(q.scale, 4)}`),
     vectorStrip("query q", q.query), vectorStrip("output = \u03a3 weight · v", q.output));
   const header = el("tr", {}, ...["key", "k (first dims)", "q·k", "× scale", q.bias ? "+ bias" : null, "mask", "score",
                                   "softmax", "v (first dims)"].filter((h) => h !== null).map((h) => el("th", {}, h)));
-  const rows = d.tokens.map((token, j) => {
+  const rows = keyTokens.map((token, j) => {
     const cells = [
       el("td", { className: "mono" }, `${j} ${show(token)}`),
-      el("td", { className: "mono small" }, q.keys[j].slice(0, 4).map((v) => fmt(v, 2)).join(" ")),
+      el("td", { className: "mono small key", "data-value": JSON.stringify(q.keys[j]) },
+         q.keys[j].slice(0, 4).map((v) => fmt(v, 2)).join(" ")),
       el("td", { "data-value": q.dots[j] / q.scale, className: "num" }, fmt(q.dots[j] / q.scale)),
       el("td", { "data-value": q.dots[j], className: "num dot" }, fmt(q.dots[j])),
     ];
@@ -276,6 +284,18 @@ function drawAttention() {
   $("image-attn-box").hidden = !data.image;
   if (data.image) drawImageAttention(data.image, data.attention[layer][head][selectedToken()]);
   if (data.cross_attention) drawHeatmap($("cross-heatmap"), data.cross_attention[layer][head], data.tokens, data.source.tokens);
+  $("encoder-box").hidden = !data.encoder_attention;
+  if (data.encoder_attention) drawEncoderAttention();
+}
+
+function drawEncoderAttention() {  // the source read by the encoder: its layer picked here, the head as selected
+  const { data, head } = state, layers = $("encoder-layer"), n = data.encoder_attention.length;
+  if (layers.options.length !== n) {
+    layers.replaceChildren(...Array.from({ length: n }, (_, i) => new Option(`${i}`, i)));
+    layers.onchange = drawEncoderAttention;
+  }
+  const tokens = data.source.tokens;
+  drawHeatmap($("encoder-heatmap"), data.encoder_attention[Number(layers.value)][head], tokens, tokens, null);
 }
 
 function drawImageAttention(image, row) {  // the digit in grey, the selected query's weights on its patches in orange
@@ -295,10 +315,10 @@ function drawImageAttention(image, row) {  // the digit in grey, the selected qu
   canvas.dataset.weights = JSON.stringify(patches);
 }
 
-function drawHeatmap(svg, matrix, rowTokens, colTokens) {  // rows: queries, columns: keys, labels on both axes
+function drawHeatmap(svg, matrix, rowTokens, colTokens, t = selectedToken()) {  // rows: queries, columns: keys;
+  // labels on both axes, the query row t outlined (none when t is null)
   const n = Math.max(rowTokens.length, colTokens.length), cell = Math.max(9, Math.min(24, Math.floor(960 / n)));
   const margin = 64, width = margin + colTokens.length * cell, height = margin + rowTokens.length * cell;
-  const t = selectedToken();
   svg.setAttribute("width", width); svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.replaceChildren();
@@ -316,6 +336,7 @@ function drawHeatmap(svg, matrix, rowTokens, colTokens) {  // rows: queries, col
     svg.appendChild(svgEl("rect", { x: margin + j * cell, y: margin + i * cell, width: cell, height: cell,
                                     fill: heat(w), "data-w": w }));
   }));
+  if (t === null) return;
   svg.appendChild(svgEl("rect", { x: margin, y: margin + t * cell, width: colTokens.length * cell, height: cell,
                                   fill: "none", stroke: "#d9480f", "stroke-width": 2, class: "row-highlight" }));
 }
@@ -480,9 +501,7 @@ async function start() {
     $("image-index").oninput = analyzeSoon;
   }
   if (m.arch === "encoder-decoder") {
-    $("sample").disabled = true;
-    $("continuation-truncated").textContent = "sampling here is for decoders; the encoder-decoder's next target " +
-      "token is in the probabilities";
+    $("continuation-truncated").textContent = "the decoder continues the start of the target while it reads the source";
     $("source-box").hidden = false;
     $("source").value = info.default_source;
     $("source").oninput = analyzeSoon;
