@@ -3,7 +3,8 @@
 so a pipeline saves and exports as it is:
 
     normalizers     NFC NFD NFKC NFKD, Lowercase, Prepend {prepend}, Replace {pattern, content},
-                    Strip {strip_left, strip_right}, BertNormalizer, Sequence {normalizers}
+                    Strip {strip_left, strip_right}, BertNormalizer, Sequence {normalizers},
+                    Precompiled {precompiled_charsmap}  (SentencePiece's compiled rules: precompiled.py)
     pre-tokenizers  ByteLevel {add_prefix_space, use_regex}  (GPT-2's split, then bytes -> printable chars)
                     Split {pattern, behavior, invert}        (Llama-3's and Qwen2's regex, "Isolated")
                     Metaspace {replacement, prepend_scheme, split}   (SentencePiece's "▁" for spaces)
@@ -13,10 +14,9 @@ so a pipeline saves and exports as it is:
 A pre-tokeniser maps a list of pieces to a list of pieces (empty pieces are dropped, as HF does), and
 each step works on every piece the previous one left, so ByteLevel's `add_prefix_space` applies per piece.
 Regexes run on the `regex` module; `\\s`/`\\S` are read as Unicode White_Space, the class HF's Oniguruma
-uses (Python's `\\s` also has U+001C..U+001F). Limits: `Precompiled` (SentencePiece's compiled NFKC
-tables, T5's real files) and other stage types are refused by `check_normalizer`/`check_pre_tokenizer`
-naming the type; `\\p{L}` follows `regex`'s Unicode tables, which may differ from HF's on the newest
-code points.
+uses (Python's `\\s` also has U+001C..U+001F). Limits: other stage types are refused by
+`check_normalizer`/`check_pre_tokenizer` naming the type (and a charsmap that does not parse);
+`\\p{L}` follows `regex`'s Unicode tables, which may differ from HF's on the newest code points.
 """
 
 import unicodedata
@@ -28,6 +28,7 @@ import regex
 
 from fmblocks.errors import TokenizerError
 from fmblocks.tokenizers.normalize import bert_normalize, bert_pre_tokenize
+from fmblocks.tokenizers.precompiled import charsmap
 from fmblocks.tokenizers.pretokenize import byte_to_char
 
 Stage = dict[str, Any]
@@ -57,6 +58,7 @@ NORMALIZERS: dict[str, Callable[[Stage, str], str]] = {
     "Strip": _strip,
     "BertNormalizer": lambda s, t: bert_normalize(t, lowercase=s.get("lowercase", True),
                                                   strip_accents=s.get("strip_accents")),
+    "Precompiled": lambda s, t: charsmap(s["precompiled_charsmap"]).normalize(t),
     "Sequence": lambda s, t: _chain_text(s["normalizers"], t),
 }
 
@@ -197,6 +199,8 @@ def _check(stage: Stage | None, known: dict, what: str, nested: str) -> None:
         raise TokenizerError(f"Split behavior {stage.get('behavior')!r} is not supported")
     if "pattern" in stage:
         _compiled(stage["pattern"])
+    if kind == "Precompiled":
+        charsmap(stage.get("precompiled_charsmap"))
 
 
 @cache
