@@ -1,4 +1,5 @@
-"""1 · The tokenizer of a Hugging Face model directory: tokenizer.json (or vocab.txt) -> an fmblocks tokenizer.
+"""1 · The tokenizer of a Hugging Face model directory: tokenizer.json (or vocab.json + merges.txt, or vocab.txt)
+-> an fmblocks tokenizer.
 
 `fmblocks.tokenizers.load(directory)` reads it, choosing the fastest kind that gives HF's ids:
 
@@ -10,11 +11,16 @@
     any other BPE, or Unigram        -> PipelineTokenizer (pipeline.py): Llama-3 and Qwen2 (Split regex,
                                      ByteLevel, BOS from the post-processor), Llama-2 and Mistral
                                      (Metaspace or Prepend+Replace "▁", byte fallback <0xNN>), T5-style
-                                     Unigram, and files from HF's trainers (special tokens first)
+                                     Unigram with sentencepiece's `Precompiled` rules (T5, mT5, ALBERT,
+                                     XLNet), and files from HF's trainers (special tokens first)
+    no tokenizer.json: vocab.json + merges.txt (GPT-2's original files) -> read as GPT2Tokenizer does
+                                     (`vocab_merges_document`), then as the tokenizer.json above; the
+                                     special tokens named in tokenizer_config.json / special_tokens_map.json
     no tokenizer.json, a vocab.txt   -> WordPieceTokenizer.from_vocab_file
 
 Refused with TokenizerError naming what was found: other models (WordLevel), stages the pipeline does
-not implement (e.g. T5's `Precompiled` normaliser), truncation or padding in the file.
+not implement, truncation or padding in the file; beside vocab.json + merges.txt, a tokenizer_class other
+than GPT-2's (RoBERTa's <s> A </s> framing, for one) and `add_bos_token`/`add_eos_token`.
 """
 
 import json
@@ -24,7 +30,7 @@ from pathlib import Path
 from fmblocks.errors import ConfigError, CorruptFileError, TokenizerError
 from fmblocks.tokenizers.base import Tokenizer
 from fmblocks.tokenizers.bpe import BPETokenizer
-from fmblocks.tokenizers.pipeline import PipelineTokenizer
+from fmblocks.tokenizers.pipeline import ADDED_DEFAULTS, PipelineTokenizer
 from fmblocks.tokenizers.pretokenize import SPLIT_PATTERNS, char_to_byte
 from fmblocks.tokenizers.wordpiece import WordPieceTokenizer
 
@@ -35,14 +41,22 @@ def load_directory(path: Path) -> Tokenizer:
     """The tokenizer of the model directory `path` (see the module docstring)."""
     file = path / "tokenizer.json"
     if not file.exists():
+        if (path / "vocab.json").exists() and (path / "merges.txt").exists():
+            return _from_document(vocab_merges_document(path), path / "vocab.json")
         if (path / "vocab.txt").exists():
             return WordPieceTokenizer.from_vocab_file(path / "vocab.txt")
-        raise FileNotFoundError(f"{path}: a model directory without tokenizer.json or vocab.txt")
+        raise FileNotFoundError(f"{path}: a model directory without tokenizer.json, vocab.json + merges.txt "
+                                f"or vocab.txt")
     try:
         document = json.loads(file.read_text(encoding="utf-8"), parse_float=serde_float)
-        kind = document["model"]["type"]
+        document["model"]["type"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CorruptFileError(f"{file}: not a tokenizer.json ({err!r})") from None
+    return _from_document(document, file)
+
+
+def _from_document(document: dict, file: Path) -> Tokenizer:
+    kind = document["model"]["type"]
     if kind == "WordPiece":
         return _wordpiece(document, file)
     if kind == "BPE":
@@ -53,6 +67,69 @@ def load_directory(path: Path) -> Tokenizer:
     if kind in ("BPE", "Unigram"):
         return _pipeline(document, file)
     raise TokenizerError(f"{file}: tokenizer model {kind!r} is not supported; supported: {SUPPORTED}")
+
+
+# -- vocab.json + merges.txt (GPT-2's original files) -------------------------------------------------
+SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _json_file(file: Path) -> dict:
+    if not file.exists():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(f"{file}: not JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{file}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _content(token: object) -> str | None:
+    """A special token as the config files write it: a string or {"content": ...} (an AddedToken)."""
+    return token.get("content") if isinstance(token, dict) else token if isinstance(token, str) else None
+
+
+def vocab_merges_document(path: Path) -> dict:
+    """The tokenizer.json document that transformers' GPT2Tokenizer builds from `path`'s vocab.json and
+    merges.txt: byte-level BPE, GPT-2's split, ByteLevel decoder, and as added special tokens those that
+    tokenizer_config.json (its `added_tokens_decoder` and *_token keys) and special_tokens_map.json name,
+    at their vocabulary id or, when not in the vocabulary, after it."""
+    vocab = _json_file(path / "vocab.json")
+    if not all(isinstance(i, int) for i in vocab.values()):
+        raise CorruptFileError(f"{path / 'vocab.json'}: token ids must be integers")
+    lines = (path / "merges.txt").read_text(encoding="utf-8").splitlines()
+    merges = [line.split(" ") for index, line in enumerate(lines)
+              if line.strip() and not (index == 0 and line.startswith("#version"))]
+    if any(len(merge) != 2 for merge in merges):
+        raise CorruptFileError(f"{path / 'merges.txt'}: each line after '#version' is two tokens and a space")
+    config, special_map = _json_file(path / "tokenizer_config.json"), _json_file(path / "special_tokens_map.json")
+    named = config.get("tokenizer_class")
+    if named not in (None, "GPT2Tokenizer", "GPT2TokenizerFast"):
+        raise TokenizerError(f"{path / 'tokenizer_config.json'}: tokenizer_class {named!r} from vocab.json + "
+                             f"merges.txt is not supported (GPT2Tokenizer is); a tokenizer.json would be read")
+    for option in ("add_bos_token", "add_eos_token"):
+        if config.get(option):
+            raise TokenizerError(f"{path / 'tokenizer_config.json'}: {option}=true is not supported for "
+                                 f"vocab.json + merges.txt; supported: {SUPPORTED}")
+    ids: dict[str, int] = {}
+    for key, token in sorted((config.get("added_tokens_decoder") or {}).items(), key=lambda kv: int(kv[0])):
+        if token.get("special", True) and _content(token):
+            ids[_content(token)] = int(key)
+    names = [_content(source.get(key)) for source in (config, special_map) for key in SPECIAL_KEYS]
+    names += [_content(token) for source in (config, special_map)
+              for key in ("additional_special_tokens", "extra_special_tokens")
+              for token in (source.get(key) or [])]
+    size = max(vocab.values(), default=-1) + 1
+    for name in names:
+        if name and name not in ids:
+            ids[name] = vocab[name] if name in vocab else size
+            size = max(size, ids[name] + 1)
+    byte_level = {"type": "ByteLevel", "add_prefix_space": bool(config.get("add_prefix_space", False)),
+                  "trim_offsets": True, "use_regex": True}
+    added = [{"id": i, "content": name, **ADDED_DEFAULTS} for name, i in sorted(ids.items(), key=lambda kv: kv[1])]
+    return {"added_tokens": added, "normalizer": None, "pre_tokenizer": byte_level, "post_processor": None,
+            "decoder": byte_level, "model": {"type": "BPE", "vocab": {**vocab, **ids}, "merges": merges}}
 
 
 def _pipeline(document: dict, file: Path) -> PipelineTokenizer:
