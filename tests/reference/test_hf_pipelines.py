@@ -6,7 +6,9 @@ small corpus, saved as tokenizer.json, loaded by fmblocks; the ids (and decoded 
     SentencePiece-style BPE with byte fallback   Llama-2's Prepend + Replace "▁" normaliser and Mistral's
                      Metaspace(prepend_scheme="first"), <0xNN> byte tokens, "<s> $A" template
     WordPiece        WordPieceTrainer with BERT's normaliser, pre-tokeniser and framing
-    Unigram          UnigramTrainer with Metaspace, T5's "$A </s>" template
+    Unigram          UnigramTrainer with Metaspace, T5's "$A </s>" template; and T5's own layout, a
+                     sentencepiece Unigram model with nmt_nfkc rules (the `Precompiled` normaliser) made
+                     into a tokenizer.json by transformers' T5Tokenizer, also against sentencepiece
 
 And back: the fmblocks tokenizer written by `save_tokenizer_json` loads in HF with the same ids.
 """
@@ -206,3 +208,85 @@ def test_export_loads_in_hf_with_same_ids(pair, lines, tmp_path: Path) -> None:
     if isinstance(ours, PipelineTokenizer):  # and round trips through fmblocks' own file
         ours.save(tmp_path / "ours.json")
         assert load(tmp_path / "ours.json").encode(TEXTS[2]) == ours.encode(TEXTS[2])
+
+
+# -- T5: sentencepiece's Precompiled normaliser ------------------------------------------------------
+NFKC_TEXTS = ["Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ １２３", "ﬁne ﬂow ﬀ ﬃ", "① ② ⑩ ½ ¾ ² ₃ ㎏ ㎡ Ⅻ", "a\u00a0b\u2002c\u3000d",
+              "e\u0301 A\u030a ᄀ\u1161 ｶﾞ ＂quoted＂", "™ ℃ … ‥ ﹏ ︵", "  double  spaces  and trailing  "]
+
+
+def _field(message: bytes, number: int) -> bytes:
+    """The bytes of length-delimited field `number` in a protobuf `message` (sentencepiece's .model file)."""
+    def varint(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = message[i]
+            value, shift, i = value | (byte & 0x7F) << shift, shift + 7, i + 1
+            if byte < 0x80:
+                return value, i
+    i = 0
+    while i < len(message):
+        key, i = varint(i)
+        wire = key & 7
+        if wire == 0:
+            _, i = varint(i)
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            size, i = varint(i)
+            if key >> 3 == number:
+                return message[i:i + size]
+            i += size
+    raise KeyError(number)
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+    """(sentencepiece processor, HF tokenizer, ours), HF and ours reading the same tokenizer.json."""
+    spm = pytest.importorskip("sentencepiece")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("t5")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(builtin_corpus(200_000)) + "\n" + "\n".join(NFKC_TEXTS * 3), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=800,
+                                   model_type="unigram", normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1,
+                                   unk_id=2, bos_id=-1, minloglevel=2)
+    model = (folder / "spiece.model").read_bytes()
+    charsmap = _field(_field(model, 3), 2)  # ModelProto.normalizer_spec.precompiled_charsmap
+    processor = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    hf = transformers.T5Tokenizer(vocab=pieces, _spm_precompiled_charsmap=charsmap, extra_ids=0)
+    hf.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    document = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    assert document["normalizer"]["type"] == "Precompiled"
+    return processor, tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), load(folder)
+
+
+def test_same_ids_as_hf_on_parity_and_nfkc_texts(t5) -> None:
+    _, hf, ours = t5
+    assert ours.kind == "pipeline"
+    for text in TEXTS + NFKC_TEXTS:
+        assert ours.encode(text) == hf.encode(text).ids, text
+        assert ours.decode(hf.encode(text).ids) == hf.decode(hf.encode(text).ids, skip_special_tokens=False), text
+
+
+@given(text=TEXT)
+@settings(max_examples=200, deadline=None)
+def test_same_ids_as_hf_on_any_text(t5, text: str) -> None:
+    _, hf, ours = t5
+    assert ours.encode(text) == hf.encode(text).ids
+
+
+def test_same_ids_as_sentencepiece_where_the_pipelines_agree(t5) -> None:
+    """HF's T5 pipeline is not sentencepiece (it splits on whitespace before the Unigram model), so they
+    can differ; wherever HF equals sentencepiece, fmblocks must too, and on the NFKC texts they all agree."""
+    processor, hf, ours = t5
+    agreed = 0
+    for text in TEXTS + NFKC_TEXTS:
+        reference = processor.encode(text) + [processor.eos_id()]
+        if hf.encode(text).ids == reference:
+            agreed += 1
+            assert ours.encode(text) == reference, text
+    assert agreed >= len(NFKC_TEXTS)
+    for text in NFKC_TEXTS[:-1]:
+        assert ours.encode(text) == processor.encode(text) + [processor.eos_id()], text

@@ -5,7 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from fmblocks.data.text import builtin_corpus
 from fmblocks.errors import TokenizerError
 from fmblocks.tokenizers import load
 
@@ -13,6 +16,8 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 TEXTS = ["Hello world! It's 2024.", "  spaces   and\ttabs\n", "naïve café résumé — unicode 😀", "1234567 x+y=z"]
+PARITY_TEXTS = TEXTS + ["日本語のテキスト 𠀀 ﬁ ½ ①", "emoji 🙂👍🏽👨‍👩‍👧 $100", "tabs\tnl\nret\r\x00nul\u00a0nbsp", "", " ", "\n\n",
+                        "don't WON'T I'M", "x" * 120]
 
 
 def test_gpt2_tokenizer_json_same_ids(tmp_path: Path) -> None:
@@ -46,9 +51,13 @@ def test_unsupported_tokenizer_is_named(tmp_path: Path) -> None:
         load(tmp_path)
     unigram = tokenizers.Tokenizer(tokenizers.models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
     document = json.loads(unigram.to_str())
-    document["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}  # T5's compiled NFKC tables
+    document["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}  # HF cannot parse it either
     (tmp_path / "tokenizer.json").write_text(json.dumps(document), encoding="utf-8")
-    with pytest.raises(TokenizerError, match=r"normalizer 'Precompiled' is not supported"):
+    with pytest.raises(TokenizerError, match=r"Precompiled charsmap of 0 bytes"):
+        load(tmp_path)
+    document["normalizer"] = {"type": "Lowercase2"}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(TokenizerError, match=r"normalizer 'Lowercase2' is not supported; supported: NFC"):
         load(tmp_path)
 
 
@@ -62,3 +71,63 @@ def test_trainer_layout_loads_as_pipeline(tmp_path: Path) -> None:
     assert ours.kind == "pipeline" and ours.special_tokens == {"<s>": 0}
     for text in TEXTS:
         assert ours.encode(text) == trained.encode(text).ids
+
+
+def _vocab_merges_directory(folder: Path, *, specials: bool) -> None:
+    """GPT-2's original layout: a byte-level BPE saved as vocab.json + merges.txt (`model.save`), with
+    <|endoftext|> as the vocabulary's last token and, with `specials`, the config files naming it."""
+    trained = tokenizers.Tokenizer(tokenizers.models.BPE())
+    trained.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trained.train_from_iterator(builtin_corpus(100_000), tokenizers.trainers.BpeTrainer(
+        vocab_size=600, show_progress=False, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
+    trained.model.save(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    (folder / "vocab.json").write_text(json.dumps(vocab | {"<|endoftext|>": len(vocab)}), encoding="utf-8")
+    if specials:
+        eot = "<|endoftext|>"
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "GPT2Tokenizer", "bos_token": eot, "eos_token": eot, "unk_token": eot}))
+        (folder / "special_tokens_map.json").write_text(json.dumps(
+            {"bos_token": {"content": eot, "lstrip": False}, "eos_token": eot, "unk_token": eot,
+             "additional_special_tokens": ["<|pad|>"]}))
+
+
+def test_vocab_json_and_merges_txt_same_ids(tmp_path: Path) -> None:
+    _vocab_merges_directory(tmp_path, specials=True)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    ours = load(tmp_path)
+    assert ours.kind == "bpe" and ours.special_tokens == {"<|endoftext|>": 600, "<|pad|>": 601}
+    plain = tokenizers.ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    for text in PARITY_TEXTS + [line for doc in builtin_corpus(20_000) for line in doc.splitlines()][:200]:
+        assert ours.encode(text) == hf(text)["input_ids"] == plain.encode(text).ids, text
+        assert ours.decode(ours.encode(text)) == text
+    for text in ["a<|endoftext|>b <|pad|> c", "<|endoftext|><|endoftext|>"]:
+        assert ours.encode(text, allowed_special="all") == hf(text)["input_ids"], text
+    with pytest.raises(TokenizerError, match="special token"):
+        ours.encode("x<|endoftext|>")
+
+
+@given(text=st.text(alphabet=st.characters(exclude_categories=["Cn", "Cs"]), max_size=60))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_vocab_json_and_merges_txt_any_text(gpt2_files, text: str) -> None:
+    hf, ours = gpt2_files
+    assert ours.encode(text, allowed_special="all") == hf(text)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def gpt2_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gpt2-files")
+    _vocab_merges_directory(folder, specials=True)
+    return transformers.AutoTokenizer.from_pretrained(str(folder)), load(folder)
+
+
+def test_vocab_json_and_merges_txt_without_config_files(tmp_path: Path) -> None:
+    _vocab_merges_directory(tmp_path, specials=False)
+    ours = load(tmp_path)
+    plain = tokenizers.ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    assert ours.special_tokens == {}  # nothing names <|endoftext|> special: it is an ordinary token
+    for text in PARITY_TEXTS + ["a<|endoftext|>b"]:
+        assert ours.encode(text) == plain.encode(text).ids, text
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RobertaTokenizer"}))
+    with pytest.raises(TokenizerError, match="tokenizer_class 'RobertaTokenizer' .* not supported"):
+        load(tmp_path)
