@@ -211,8 +211,9 @@ def test_export_loads_in_hf_with_same_ids(pair, lines, tmp_path: Path) -> None:
 
 
 # -- T5: sentencepiece's Precompiled normaliser ------------------------------------------------------
-NFKC_TEXTS = ["Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ １２３", "ﬁne ﬂow ﬀ ﬃ", "① ② ⑩ ½ ¾ ² ₃ ㎏ ㎡ Ⅻ", "a\u00a0b\u2002c\u3000d",
-              "e\u0301 A\u030a ᄀ\u1161 ｶﾞ ＂quoted＂", "™ ℃ … ‥ ﹏ ︵", "  double  spaces  and trailing  "]
+NFKC_TEXTS = ["Ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ １２３", "ﬁne ﬂow ﬀ ﬃ", "① ② ⑩ ½ ¾ ² ₃ ㎏ ㎡ Ⅻ",
+              "a\u00a0b\u2002c\u3000d", "e\u0301 A\u030a ᄀ\u1161 ｶﾞ ＂quoted＂", "™ ℃ … ‥ ﹏ ︵",
+              "  double  spaces  and trailing  "]
 
 
 def _field(message: bytes, number: int) -> bytes:

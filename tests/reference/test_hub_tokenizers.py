@@ -16,8 +16,8 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 TEXTS = ["Hello world! It's 2024.", "  spaces   and\ttabs\n", "naïve café résumé — unicode 😀", "1234567 x+y=z"]
-PARITY_TEXTS = TEXTS + ["日本語のテキスト 𠀀 ﬁ ½ ①", "emoji 🙂👍🏽👨‍👩‍👧 $100", "tabs\tnl\nret\r\x00nul\u00a0nbsp", "", " ", "\n\n",
-                        "don't WON'T I'M", "x" * 120]
+PARITY_TEXTS = TEXTS + ["日本語のテキスト 𠀀 ﬁ ½ ①", "emoji 🙂👍🏽👨‍👩‍👧 $100",
+                        "tabs\tnl\nret\r\x00nul\u00a0nbsp", "", " ", "\n\n", "don't WON'T I'M", "x" * 120]
 
 
 def test_gpt2_tokenizer_json_same_ids(tmp_path: Path) -> None:
