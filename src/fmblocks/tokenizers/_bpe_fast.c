@@ -442,7 +442,7 @@ static PyObject *Encoder_encode_batch(Encoder *e, PyObject *args) {
     for (size_t d = 0; d < n_docs; d++) {
         PyObject *text = PyTuple_GET_ITEM(texts, d);
         if (!PyUnicode_Check(text)) { PyErr_Format(PyExc_TypeError, "encode_batch() takes str, not %.100s", Py_TYPE(text)->tp_name); goto done; }
-        Py_ssize_t n;
+        Py_ssize_t n = 0;
         const char *s = PyUnicode_AsUTF8AndSize(text, &n);
         if (!s) {
             if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) goto done;
@@ -463,8 +463,9 @@ static PyObject *Encoder_encode_batch(Encoder *e, PyObject *args) {
     if (atomic_load(&batch.failed)) { PyErr_NoMemory(); goto done; }
     result = PyList_New((Py_ssize_t)n_docs);
     for (size_t d = 0; result && d < n_docs; d++) {
+        const Doc *doc = &docs[d];
         PyObject *ids = Py_None;
-        if (docs[d].s) ids = ids_to_list(e, workers[docs[d].owner].out.ids + docs[d].start, docs[d].count);
+        if (doc->s) ids = ids_to_list(e, doc->count ? workers[doc->owner].out.ids + doc->start : NULL, doc->count);
         else Py_INCREF(Py_None);
         if (!ids) Py_CLEAR(result);
         else PyList_SET_ITEM(result, (Py_ssize_t)d, ids);
