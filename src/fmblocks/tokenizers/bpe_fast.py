@@ -2,7 +2,9 @@
 
 `fast_encoder(tokens, pattern)` returns an object whose `encode(text) -> list[int]` does what
 `BPETokenizer._encode_reference` does (split by the "gpt2" or "gpt4" pattern, merge each chunk by
-rank, look the ids up) in one C call without the GIL, or None when the extension is not built
+rank, look the ids up) in one C call without the GIL, and whose `encode_batch(texts, n_threads)`
+does it for many texts on n_threads pthreads (None for a text with a lone surrogate, which has no
+UTF-8); or None when the extension is not built
 (`pip install -e .` builds it), the pattern is a raw user regex, or FMBLOCKS_PURE_PYTHON=1 is set.
 The pure-Python path stays the reference; tests/tokenizers/test_bpe_fast.py checks the two agree.
 
@@ -34,6 +36,8 @@ CONTRACTION_LETTERS = "sdmtlver"
 
 class FastEncoder(Protocol):
     def encode(self, text: str) -> list[int]: ...
+
+    def encode_batch(self, texts: Sequence[str], n_threads: int) -> list[list[int] | None]: ...
 
     def split(self, text: str) -> list[str]: ...
 
