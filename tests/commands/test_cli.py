@@ -18,7 +18,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
     (["train", "--data", "{tmp}/nonexistent.txt", "--out", "{tmp}/run", "--preset", "gpt2-style"],
      "nonexistent.txt: no such file"),
     (["tokenize", "encode", "--file", "{tmp}/nonexistent", "--tokenizer", "gpt2"], "No such file or directory: "),
-    (["tokenize", "encode", "--tokenizer", "{tmp}", "hi"], "a model directory without tokenizer.json or vocab.txt"),
+    (["tokenize", "encode", "--tokenizer", "{tmp}", "hi"], "a model directory without tokenizer.json, vocab.json + merges.txt or vocab.txt"),
     (["embed", "--model", "{tmp}/nonexistent_dir", "hi"], "nonexistent_dir: not a model directory"),
     (["train", "--data", "{tmp}/c.txt", "--out", "{tmp}/run", "--config", "{tmp}/empty.json"], "not a JSON file"),
     (["train", "--data", "{tmp}/c.txt", "--out", "{tmp}/run", "--config", "{tmp}/list.json"],
